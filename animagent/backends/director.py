@@ -1,0 +1,169 @@
+"""The director protocol: (task, typed variables, images) -> schema-constrained reply -> validated pydantic model.
+
+This module owns what every director kind shares: prompt templates (data files in `animagent/prompts/`),
+the JSON schema handed to the constrained decoder, the bounded retry loop with the validation error fed
+back, and the raw-reply log (`logs/director.jsonl`). A kind only implements `_complete`: send messages
+with a schema, return the text and finish reason. Kinds: `transformers` (in-process, xgrammar),
+`openai` (any OpenAI-compatible server), `vllm` (in-process vLLM). Model output is parsed with `json.loads`
+and validated; it is never evaluated or scraped.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from string import Template
+from typing import TYPE_CHECKING, Any, Mapping, Sequence, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from animagent.config import Config, DirectorConfig
+from animagent.errors import DirectorOutputError, InputError
+
+if TYPE_CHECKING:
+    from PIL.Image import Image
+
+log = logging.getLogger(__name__)
+M = TypeVar("M", bound=BaseModel)
+
+# Free text may not hold control characters, quotes or backslashes: constrained decoders then cannot emit
+# raw control bytes (strict json.loads rejects them) and the length bound lives inside the pattern.
+_TEXT_PATTERN = '^[^\\x00-\\x1f"\\\\]{%d,%d}$'
+
+
+@dataclass(frozen=True)
+class Message:
+    role: str  # "system" | "user" | "assistant"
+    text: str
+    images: tuple[Image, ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class Reply:
+    text: str
+    finish_reason: str | None  # "stop", "length", ... as the backend reports it
+
+
+def render_prompt(task: str, variables: Mapping[str, str]) -> str:
+    """Fill `prompts/<task>.md`. Values are data: angle brackets are neutralised so they cannot close a
+    delimiter such as `</story>` in the template."""
+    try:
+        template = resources.files("animagent.prompts").joinpath(f"{task}.md").read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"no prompt template for director task '{task}'") from None
+    safe = {k: str(v).replace("<", "‹").replace(">", "›") for k, v in variables.items()}
+    return Template(template).substitute(safe)
+
+
+def constrained_schema(model: type[BaseModel], max_field_chars: int) -> dict[str, Any]:
+    """The model's JSON schema with every free-text field bounded by a pattern of at most `max_field_chars`."""
+    schema = copy.deepcopy(model.model_json_schema())
+
+    def visit(node: Any) -> None:
+        if isinstance(node, dict):
+            if node.get("type") == "string" and "enum" not in node and "const" not in node and "pattern" not in node:
+                upper = min(node.pop("maxLength", max_field_chars), max_field_chars)
+                lower = min(node.pop("minLength", 1), upper)
+                node["pattern"] = _TEXT_PATTERN % (lower, upper)
+            for value in node.values():
+                visit(value)
+        elif isinstance(node, list):
+            for value in node:
+                visit(value)
+
+    visit(schema)
+    return schema
+
+
+class Director:
+    """Base class of the director kinds. Subclasses implement `_complete` (and may override sleep/wake)."""
+
+    kind = "base"
+
+    def __init__(self, config: DirectorConfig, log_path: Path):
+        self.config = config
+        self.log_path = log_path
+        self.calls = 0  # completions requested, for tests and the event log
+
+    def ask(
+        self,
+        task: str,
+        variables: Mapping[str, str],
+        output: type[M],
+        images: Sequence[Image] = (),
+        seed: int = 0,
+    ) -> M:
+        schema = constrained_schema(output, self.config.max_field_chars)
+        system = render_prompt("system", {})
+        messages = [Message("system", system), Message("user", render_prompt(task, variables), tuple(images))]
+        problem = ""
+        for attempt in range(1, self.config.max_attempts + 1):
+            started = time.perf_counter()
+            self.calls += 1
+            reply = self._complete(messages, schema, seed=seed + attempt - 1)
+            problem = ""
+            result = None
+            if reply.finish_reason == "length":
+                problem = f"the reply was cut off at max_new_tokens={self.config.max_new_tokens}"
+            elif not reply.text.strip():
+                problem = "the reply was empty"
+            else:
+                try:
+                    result = output.model_validate(json.loads(reply.text))
+                except json.JSONDecodeError as exc:
+                    problem = f"the reply is not valid JSON: {exc}"
+                except ValidationError as exc:
+                    problem = "the reply does not fit the schema: " + "; ".join(
+                        f"{'.'.join(str(p) for p in e['loc']) or 'reply'}: {e['msg']}" for e in exc.errors()[:5]
+                    )
+            self._log(task, attempt, reply, problem, time.perf_counter() - started)
+            if result is not None:
+                return result
+            log.info("director task %s attempt %d rejected: %s", task, attempt, problem)
+            messages = [
+                *messages,
+                Message("assistant", reply.text[:2000]),
+                Message("user", f"Your reply was rejected: {problem}. Reply again with JSON that fits the schema."),
+            ]
+        raise DirectorOutputError(task, self.config.max_attempts, problem, str(self.log_path))
+
+    def _complete(self, messages: list[Message], schema: dict[str, Any], seed: int) -> Reply:
+        raise NotImplementedError
+
+    def sleep(self) -> None:
+        """Release accelerator memory between director phases (no-op unless the kind supports it)."""
+
+    def wake(self) -> None:
+        """Undo `sleep`."""
+
+    def close(self) -> None:
+        """Free the model or connection."""
+
+    def _log(self, task: str, attempt: int, reply: Reply, problem: str, seconds: float) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        record = {
+            "task": task,
+            "attempt": attempt,
+            "kind": self.kind,
+            "finish_reason": reply.finish_reason,
+            "ok": not problem,
+            "problem": problem,
+            "seconds": round(seconds, 3),
+            "reply": reply.text,
+        }
+        with self.log_path.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def make_director(config: Config, log_path: Path) -> Director:
+    """Build the director kind named in the config (heavy imports happen inside the kind's module)."""
+    if config.director.kind == "transformers":
+        from animagent.backends.director_transformers import TransformersDirector
+
+        return TransformersDirector(config, log_path)
+    raise InputError(f"director.kind '{config.director.kind}' is not available yet; use 'transformers'")

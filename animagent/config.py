@@ -1,0 +1,215 @@
+"""The configuration schema: one pydantic tree that drives the YAML profiles, the CLI and the Python API.
+
+A profile is a YAML file in `configs/` (shipped inside the package as `animagent.configs`). Loading order:
+profile YAML → optional user YAML (`--config`) → `--set key=value` overrides (dotted keys) → validation.
+Every field that changes an output enters the stage keys (runfolder.py), so fields are frozen.
+This module owns parsing and validation; it does not know about stages or backends.
+"""
+
+from __future__ import annotations
+
+import os
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from animagent.errors import InputError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class WeightsConfig(_Section):
+    flavor: Literal["real", "tiny"] = Field("real", description="real: pulled weights; tiny: make-tiny output")
+    root: str | None = Field(None, description="weights root; default $ANIMAGENT_WEIGHTS, else ./weights")
+
+
+class LimitsConfig(_Section):
+    max_story_bytes: int = Field(100_000, ge=1, le=1_000_000)
+    max_characters: int = Field(3, ge=1, le=8)
+    max_settings: int = Field(3, ge=1, le=8)
+    max_scenes: int = Field(4, ge=1, le=20)
+    max_shots_per_scene: int = Field(3, ge=1, le=12)
+    min_shot_seconds: int = Field(2, ge=1, le=30)
+    max_shot_seconds: int = Field(5, ge=1, le=30)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> LimitsConfig:
+        if self.min_shot_seconds > self.max_shot_seconds:
+            raise ValueError(
+                f"min_shot_seconds ({self.min_shot_seconds}) exceeds max_shot_seconds ({self.max_shot_seconds})"
+            )
+        return self
+
+
+class DirectorConfig(_Section):
+    kind: Literal["transformers", "openai", "vllm"] = "transformers"
+    weights: str = Field("qwen2_5_vl_7b", description="registry name of the in-process director model")
+    max_attempts: int = Field(3, ge=1, le=10, description="replies tried per task before DirectorOutputError")
+    max_new_tokens: int = Field(1536, ge=16, le=16384)
+    temperature: float = Field(0.7, ge=0.0, le=2.0)
+    max_field_chars: int = Field(
+        400, ge=4, le=4000, description="upper bound on every free-text field the director fills"
+    )
+    # openai kind (any OpenAI-compatible server, `vllm serve` first of all)
+    base_url: str = Field("http://127.0.0.1:8000/v1", description="chat-completions server of the openai kind")
+    api_key: str | None = Field(None, description="bearer token; default $ANIMAGENT_DIRECTOR_API_KEY")
+    model: str | None = Field(None, description="served model name; default the weights' Hub repo id")
+    timeout_s: float = Field(120.0, gt=0, le=3600, description="one request's timeout")
+    deadline_s: float = Field(600.0, gt=0, le=86400, description="total time one task may spend on retries")
+    sleep_mode: bool = Field(False, description="the server has vLLM's /sleep and /wake_up endpoints")
+    box_convention: Literal["qwen2.5", "qwen3"] = Field(
+        "qwen2.5", description="qwen2.5: absolute pixels of the resized image; qwen3: 0-1000 relative"
+    )
+    max_pixels: int = Field(1024 * 28 * 28, ge=4 * 28 * 28, description="image pixel budget for the director")
+    gpu_memory_utilization: float = Field(0.35, gt=0, le=0.95, description="vLLM's share of the GPU")
+    max_model_len: int = Field(16384, ge=1024, le=131072)
+
+
+class PainterConfig(_Section):
+    model: str = "sdxl_base"
+    vae: str = "sdxl_vae_fp16_fix"
+    ip_adapter: str = "ip_adapter_sdxl_vit_h"
+    width: int = Field(1024, ge=64, le=2048, multiple_of=8)
+    height: int = Field(1024, ge=64, le=2048, multiple_of=8)
+    steps: int = Field(30, ge=1, le=150)
+    guidance: float = Field(5.0, ge=1.0, le=20.0)
+    character_scale: float = Field(0.6, ge=0.0, le=1.0, description="IP-Adapter scale of each character ref")
+    setting_scale: float = Field(0.3, ge=0.0, le=1.0, description="IP-Adapter scale of the setting ref")
+    negative_prompt: str = "blurry, deformed, extra limbs, text, watermark, low quality"
+
+
+class CastConfig(_Section):
+    width: int = Field(1024, ge=64, le=2048, multiple_of=8)
+    height: int = Field(1024, ge=64, le=2048, multiple_of=8)
+
+
+class AnimatorConfig(_Section):
+    kind: Literal["svd"] = "svd"
+    model: str = "svd_xt"
+    width: int = Field(1024, ge=64, le=2048, multiple_of=8)
+    height: int = Field(576, ge=64, le=2048, multiple_of=8)
+    frames: int = Field(25, ge=2, le=64)
+    steps: int = Field(25, ge=1, le=100)
+    min_guidance: float = Field(1.0, ge=1.0, le=10.0)
+    max_guidance: float = Field(3.0, ge=1.0, le=10.0)
+    decode_chunk_size: int = Field(8, ge=1, le=64)
+
+
+class AssembleConfig(_Section):
+    fps: int = Field(24, ge=1, le=60)
+    crf: int = Field(18, ge=0, le=51)
+    preset: str = "medium"
+    storyboard_tile: int = Field(384, ge=64, le=1024, description="storyboard tile width in pixels")
+
+
+class Config(_Section):
+    profile: str = "default"
+    seed: int = Field(0, ge=0, le=2**31 - 1)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    dtype: Literal["float32", "float16", "bfloat16"] = "float16"
+    weights: WeightsConfig = WeightsConfig()
+    limits: LimitsConfig = LimitsConfig()
+    director: DirectorConfig = DirectorConfig()
+    cast: CastConfig = CastConfig()
+    painter: PainterConfig = PainterConfig()
+    animator: AnimatorConfig = AnimatorConfig()
+    assemble: AssembleConfig = AssembleConfig()
+
+    def weights_root(self) -> Path:
+        """`weights.root`, else $ANIMAGENT_WEIGHTS, else ./weights (the rule `weights pull|make-tiny` share)."""
+        return resolve_weights_root(self.weights.root)
+
+
+def resolve_weights_root(explicit: str | Path | None = None) -> Path:
+    return Path(explicit or os.environ.get("ANIMAGENT_WEIGHTS") or "weights").expanduser().resolve()
+
+
+def profile_names() -> list[str]:
+    return sorted(p.name[: -len(".yaml")] for p in resources.files("animagent.configs").iterdir()
+                  if p.name.endswith(".yaml"))
+
+
+def load_config(
+    profile: str = "default",
+    config_file: str | Path | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+    seed: int | None = None,
+) -> Config:
+    """Resolve a profile, an optional YAML file and `key=value` overrides into a validated Config."""
+    if profile not in profile_names():
+        raise InputError(f"unknown profile '{profile}'; choose one of: {', '.join(profile_names())}")
+    data = _read_yaml(resources.files("animagent.configs").joinpath(f"{profile}.yaml").read_text(), profile)
+    if config_file is not None:
+        path = Path(config_file)
+        if not path.is_file():
+            raise InputError(f"config file not found: {path}")
+        _merge(data, _read_yaml(path.read_text(encoding="utf-8"), str(path)))
+    for item in overrides:
+        _apply_override(data, item)
+    data["profile"] = profile
+    if seed is not None:
+        data["seed"] = seed
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise InputError(f"invalid config: {_first_error(exc)}") from None
+
+
+def _read_yaml(text: str, origin: str) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise InputError(f"{origin} is not valid YAML: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise InputError(f"{origin} must hold a mapping of config keys, got {type(data).__name__}")
+    return data
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> None:
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = value
+
+
+def _apply_override(data: dict[str, Any], item: str) -> None:
+    key, sep, raw = item.partition("=")
+    if not sep or not key:
+        raise InputError(f"--set expects key=value, got '{item}'")
+    parts = key.split(".")
+    model: type[BaseModel] = Config
+    node = data
+    for i, part in enumerate(parts):
+        field = model.model_fields.get(part)
+        if field is None or part == "profile":
+            valid = ", ".join(k for k in model.model_fields if k != "profile")
+            where = ".".join(parts[:i]) or "the config"
+            raise InputError(f"--set: unknown key '{key}' ('{part}' is not in {where}; valid: {valid})")
+        annotation = field.annotation
+        is_section = isinstance(annotation, type) and issubclass(annotation, BaseModel)
+        if i == len(parts) - 1:
+            if is_section:
+                raise InputError(f"--set: '{key}' is a section; set one of its keys, e.g. {key}.<name>=...")
+            try:
+                node[part] = yaml.safe_load(raw) if raw else ""
+            except yaml.YAMLError:
+                node[part] = raw
+            return
+        if not is_section:
+            raise InputError(f"--set: unknown key '{key}' ('{'.'.join(parts[:i + 1])}' has no sub-keys)")
+        node = node.setdefault(part, {})
+        model = annotation
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"]) or "config"
+    return f"{where}: {err['msg']} (got {err.get('input')!r})"

@@ -1,0 +1,56 @@
+"""Device and dtype resolution, memory readings: the one place that decides where models run.
+
+This module owns the mapping from config (`device`, `dtype`) to torch objects and peak-memory readings for
+the manifest. It imports torch lazily, inside each function.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from animagent.config import Config
+from animagent.errors import InputError
+
+if TYPE_CHECKING:
+    import torch
+
+
+def device(config: Config) -> str:
+    import torch
+
+    if config.device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if config.device == "cuda" and not torch.cuda.is_available():
+        raise InputError("device is 'cuda' but torch sees no CUDA GPU; use --set device=cpu or the tiny profile")
+    return config.device
+
+
+def dtype(config: Config) -> torch.dtype:
+    import torch
+
+    return {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[config.dtype]
+
+
+def generator(seed: int) -> torch.Generator:
+    """A CPU generator: the same seed gives the same noise on every device (diffusers' reproducibility advice)."""
+    import torch
+
+    return torch.Generator("cpu").manual_seed(seed)
+
+
+def peak_memory_bytes() -> int | None:
+    """Peak GPU memory allocated by this process since the last reset, or None without CUDA."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is None or not torch.cuda.is_available():
+        return None
+    return int(torch.cuda.max_memory_allocated())
+
+
+def reset_peak_memory() -> None:
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()

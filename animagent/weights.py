@@ -1,0 +1,273 @@
+"""The weights registry: every model animagent loads, by logical name → Hub repo, pinned revision, exact files.
+
+One weights root serves everything (`--dir`, else $ANIMAGENT_WEIGHTS, else ./weights). Inside it each
+flavor has its own tree, so tiny and real models never collide:
+
+    <root>/real/<owner>--<repo>/...   what `animagent weights pull` downloads (the Hub repo's own layout)
+    <root>/tiny/<owner>--<repo>/...   what `animagent weights make-tiny` writes (same layout, random weights)
+
+Backends load both with the same `from_pretrained(folder, dtype=...)` code. This module owns the registry,
+folder resolution, presence checks and downloading; the tiny builders live in `animagent/tiny/`.
+Nothing here contacts a hub unless `pull` is called.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Literal
+
+from animagent.config import Config
+from animagent.errors import InputError, MissingError
+
+log = logging.getLogger(__name__)
+Flavor = Literal["real", "tiny"]
+
+
+@dataclass(frozen=True)
+class WeightFile:
+    path: str
+    size: int | None = None  # bytes on the Hub; None where the registry does not know it
+    sha256: str | None = None  # LFS sha256 where known
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    repo_id: str
+    revision: str
+    files: tuple[WeightFile, ...]
+    license: str
+    role: str
+
+    @property
+    def folder(self) -> str:
+        return self.repo_id.replace("/", "--")
+
+
+def _files(*entries: str | tuple[str, int] | tuple[str, int, str]) -> tuple[WeightFile, ...]:
+    return tuple(WeightFile(e) if isinstance(e, str) else WeightFile(*e) for e in entries)
+
+
+_CLIP_TOKENIZER = ("merges.txt", "special_tokens_map.json", "tokenizer_config.json", "vocab.json")
+
+MODELS: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in (
+        ModelSpec(
+            "sdxl_base",
+            "stabilityai/stable-diffusion-xl-base-1.0",
+            "462165984030d82259a11f4367a4eed129e94a7b",
+            _files(
+                ("model_index.json", 609),
+                ("scheduler/scheduler_config.json", 479),
+                ("text_encoder/config.json", 565),
+                ("text_encoder/model.fp16.safetensors", 246144152,
+                 "660c6f5b1abae9dc498ac2d21e1347d2abdb0cf6c0c0c8576cd796491d9a6cdd"),
+                ("text_encoder_2/config.json", 575),
+                ("text_encoder_2/model.fp16.safetensors", 1389382176,
+                 "ec310df2af79c318e24d20511b601a591ca8cd4f1fce1d8dff822a356bcdb1f4"),
+                *(f"tokenizer/{f}" for f in _CLIP_TOKENIZER),
+                *(f"tokenizer_2/{f}" for f in _CLIP_TOKENIZER),
+                ("unet/config.json", 1680),
+                ("unet/diffusion_pytorch_model.fp16.safetensors", 5135149760,
+                 "83e012a805b84c7ca28e5646747c90a243c65c8ba4f070e2d7ddc9d74661e139"),
+                ("vae/config.json", 642),
+                ("vae/diffusion_pytorch_model.fp16.safetensors", 167335342,
+                 "bcb60880a46b63dea58e9bc591abe15f8350bde47b405f9c38f4be70c6161e68"),
+            ),
+            "openrail++",
+            "painter: SDXL base 1.0 (keyframes, sheets, inpainting)",
+        ),
+        ModelSpec(
+            "sdxl_vae_fp16_fix",
+            "madebyollin/sdxl-vae-fp16-fix",
+            "207b116dae70ace3637169f1ddd2434b91b3a8cd",
+            _files(("config.json", 631), ("diffusion_pytorch_model.safetensors", 334643238)),
+            "mit",
+            "painter: SDXL VAE that decodes in fp16 without upcasting",
+        ),
+        ModelSpec(
+            "ip_adapter_sdxl_vit_h",
+            "h94/IP-Adapter",
+            "018e402774aeeddd60609b4ecdb7e298259dc729",
+            _files(
+                ("models/image_encoder/config.json", 560),
+                ("models/image_encoder/model.safetensors", 2528373448,
+                 "6ca9667da1ca9e0b0f75e46bb030f7e011f44f86cbfb8d5a36590fcd7507b030"),
+                ("sdxl_models/ip-adapter-plus_sdxl_vit-h.safetensors", 847517512,
+                 "3f5062b8400c94b7159665b21ba5c62acdcd7682262743d7f2aefedef00e6581"),
+            ),
+            "apache-2.0",
+            "painter: IP-Adapter plus (ViT-H) for character and setting references",
+        ),
+        ModelSpec(
+            "svd_xt",
+            "stabilityai/stable-video-diffusion-img2vid-xt",
+            "9e43909513c6714f1bc78bcb44d96e733cd242aa",
+            _files(
+                ("model_index.json", 496),
+                ("feature_extractor/preprocessor_config.json", 518),
+                ("image_encoder/config.json", 685),
+                ("image_encoder/model.fp16.safetensors", 1264217240,
+                 "ae616c24393dd1854372b0639e5541666f7521cbe219669255e865cb7f89466a"),
+                ("scheduler/scheduler_config.json", 533),
+                ("unet/config.json", 984),
+                ("unet/diffusion_pytorch_model.fp16.safetensors", 3049435868,
+                 "9fbc02e90f37d422f5e3a4aeaee95f6629dc8c45ca211b951626e930daf2bddf"),
+                ("vae/config.json", 607),
+                ("vae/diffusion_pytorch_model.fp16.safetensors", 195531910,
+                 "af602cd0eb4ad6086ec94fbf1438dfb1be5ec9ac03fd0215640854e90d6463a3"),
+            ),
+            "stable-video-diffusion-community",
+            "animator: SVD-XT image-to-video, 25 frames",
+        ),
+        ModelSpec(
+            "animatediff_sdxl",
+            "guoyww/animatediff-motion-adapter-sdxl-beta",
+            "26c864717b4d4b002bb48ae6c9d6bb431548c6cb",
+            _files("config.json", ("diffusion_pytorch_model.fp16.safetensors", 474328896)),
+            "unverified (see the model card)",
+            "animator (alternative): AnimateDiff SDXL motion adapter",
+        ),
+        ModelSpec(
+            "qwen2_5_vl_7b",
+            "Qwen/Qwen2.5-VL-7B-Instruct",
+            "cc594898137f460bfe9f0759e9844b3ce807cfb5",
+            _files(
+                ("chat_template.json", 1050),
+                ("config.json", 1374),
+                ("generation_config.json", 216),
+                ("merges.txt", 1671839),
+                ("model-00001-of-00005.safetensors", 3900233256,
+                 "e97b877e47fde53a6c6e77aafb36e58e91ee9d95c4a3eeac6f1b5c0e6a1c986e"),
+                ("model-00002-of-00005.safetensors", 3864726320,
+                 "a9a300a43b4724eee2abe7c18ceb26768d0ab011eb0cad19d9bfd2476a24d024"),
+                ("model-00003-of-00005.safetensors", 3864726424,
+                 "111223d173e00bbee81cba1216fad28668df3476706b7fd26f4d5b50f8b3a507"),
+                ("model-00004-of-00005.safetensors", 3864733680,
+                 "ef47f634fa57d46ee134edcc09f34085a47da1e16c12a2abe0d67118be6d72ed"),
+                ("model-00005-of-00005.safetensors", 1089994880,
+                 "0c859795ad3a627a9b95bcb762e059d5b768a4a36fdd4affeff269d93fdecc67"),
+                ("model.safetensors.index.json", 57619),
+                ("preprocessor_config.json", 350),
+                ("tokenizer.json", 7031645),
+                ("tokenizer_config.json", 5702),
+                ("vocab.json", 2776833),
+            ),
+            "apache-2.0",
+            "director: Qwen2.5-VL-7B-Instruct",
+        ),
+        ModelSpec(
+            "sam_vit_h",
+            "facebook/sam-vit-huge",
+            "87aecf0df4ce6b30cd7de76e87673c49644bdf67",
+            _files(
+                ("config.json", 6569),
+                ("model.safetensors", 2564432288, "edfb0462392541fca9af44ff039bfb32dbd0c939997f3abb77a26e23af7afd7c"),
+                ("preprocessor_config.json", 466),
+            ),
+            "apache-2.0",
+            "segmenter: SAM ViT-H (transformers format)",
+        ),
+        ModelSpec(
+            "clip_vit_l",
+            "openai/clip-vit-large-patch14",
+            "32bd64288804d66eefd0ccbe215aa642df71cc41",
+            _files(
+                ("config.json", 4519),
+                ("merges.txt", 524619),
+                ("model.safetensors", 1710540580, "a2bf730a0c7debf160f7a6b50b3aaf3703e7e88ac73de7a314903141db026dcb"),
+                ("preprocessor_config.json", 316),
+                ("special_tokens_map.json", 389),
+                ("tokenizer.json", 2224003),
+                ("tokenizer_config.json", 905),
+                ("vocab.json", 961143),
+            ),
+            "none declared (OpenAI CLIP)",
+            "embedder: CLIP ViT-L/14 (identity, CLIP-T, memory)",
+        ),
+    )
+}
+
+
+def spec(name: str) -> ModelSpec:
+    if name not in MODELS:
+        raise InputError(f"unknown model '{name}'; the registry has: {', '.join(MODELS)}")
+    return MODELS[name]
+
+
+def model_dir(root: Path, name: str, flavor: Flavor) -> Path:
+    return root / flavor / spec(name).folder
+
+
+def required_models(config: Config) -> list[str]:
+    """Registry names the config's stages load, in load order."""
+    names = [config.painter.model, config.painter.vae, config.painter.ip_adapter, config.animator.model]
+    if config.director.kind in ("transformers", "vllm"):
+        names.insert(0, config.director.weights)
+    return names
+
+
+def missing_files(root: Path, name: str, flavor: Flavor) -> list[str]:
+    """Files of `name` that are absent (or, for real weights with a known size, of the wrong size)."""
+    folder = model_dir(root, name, flavor)
+    bad = []
+    for f in spec(name).files:
+        path = folder / f.path
+        if not path.is_file():
+            bad.append(f.path)
+        elif flavor == "real" and f.size is not None and path.stat().st_size != f.size:
+            bad.append(f"{f.path} (size {path.stat().st_size}, expected {f.size})")
+    return bad
+
+
+def fix_command(flavor: Flavor, root: Path, profile: str) -> str:
+    where = f" --dir {root}"
+    if flavor == "tiny":
+        return f"animagent weights make-tiny{where}"
+    return f"animagent weights pull --profile {profile}{where}"
+
+
+def ensure_present(config: Config) -> Path:
+    """Raise MissingError naming the first missing model of the config and the command that fetches it."""
+    root = config.weights_root()
+    for name in required_models(config):
+        bad = missing_files(root, name, config.weights.flavor)
+        if bad:
+            raise MissingError(
+                f"{config.weights.flavor} weights for '{name}' ({spec(name).repo_id}) are missing in "
+                f"{model_dir(root, name, config.weights.flavor)} ({bad[0]}{' ...' if len(bad) > 1 else ''}); "
+                f"run: {fix_command(config.weights.flavor, root, config.profile)}"
+            )
+    return root
+
+
+def pull(root: Path, names: list[str], on_file: Callable[[str, str, int], None] | None = None) -> None:
+    """Download exactly the registry files of `names` into `<root>/real/`, resuming partial downloads.
+
+    `on_file(model, path, bytes)` is called after each file, for progress display. Sizes are checked.
+    """
+    from huggingface_hub import hf_hub_download
+
+    for name in names:
+        model = spec(name)
+        folder = model_dir(root, name, "real")
+        for f in model.files:
+            target = folder / f.path
+            if not (target.is_file() and (f.size is None or target.stat().st_size == f.size)):
+                log.info("downloading %s/%s", model.repo_id, f.path)
+                hf_hub_download(model.repo_id, f.path, revision=model.revision, local_dir=folder)
+            size = target.stat().st_size
+            if f.size is not None and size != f.size:
+                raise MissingError(f"{model.repo_id}/{f.path}: downloaded {size} bytes, expected {f.size}")
+            if on_file is not None:
+                on_file(name, f.path, size)
+
+
+def make_tiny(root: Path) -> dict[str, Path]:
+    """Write a tiny random version of every registry model under `<root>/tiny/`, in the real layouts."""
+    from animagent.tiny import build_all
+
+    return build_all(root / "tiny")

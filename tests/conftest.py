@@ -1,0 +1,47 @@
+"""Shared fixtures: tiny weights are built once per test session, model by model, on first use."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def tiny_root(tmp_path_factory) -> Path:
+    """A weights root whose tiny/ tree is filled lazily by `tiny_model`."""
+    return tmp_path_factory.mktemp("weights")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tiny_root):
+    """tiny_model(name) -> folder of that registry model's tiny weights (built once per session)."""
+    from animagent import tiny
+    from animagent.weights import MODELS, model_dir
+
+    built: dict[str, Path] = {}
+
+    def get(name: str) -> Path:
+        if name not in built:
+            folder = model_dir(tiny_root, name, "tiny")
+            folder.mkdir(parents=True, exist_ok=True)
+            tiny.BUILDERS[name](folder)
+            built[name] = folder
+        return built[name]
+
+    get.root = tiny_root  # type: ignore[attr-defined]
+    return get
+
+
+@pytest.fixture(scope="session")
+def tiny_all(tiny_model) -> Path:
+    """A weights root holding every tiny model (what `animagent weights make-tiny` writes)."""
+    from animagent.weights import MODELS
+
+    for name in MODELS:
+        tiny_model(name)
+    return tiny_model.root
