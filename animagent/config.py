@@ -53,7 +53,7 @@ class DirectorConfig(_Section):
     max_new_tokens: int = Field(1536, ge=16, le=16384)
     temperature: float = Field(0.7, ge=0.0, le=2.0)
     max_field_chars: int = Field(
-        400, ge=4, le=4000, description="upper bound on every free-text field the director fills"
+        2000, ge=4, le=4000, description="upper bound on every free-text field the director fills"
     )
     # openai kind (any OpenAI-compatible server, `vllm serve` first of all)
     base_url: str = Field("http://127.0.0.1:8000/v1", description="chat-completions server of the openai kind")

@@ -1,0 +1,31 @@
+# Two commands for a fresh machine: `make demo` (a film from a bundled story on CPU) and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# The CPU build of torch: a plain `pip install torch` would pull gigabytes of CUDA packages.
+TORCH  ?= torch==2.13.0
+STORY  ?= examples/stories/lantern.txt
+
+.PHONY: install dev demo test lint clean
+
+$(BIN)/animagent: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q "$(TORCH)"
+	$(BIN)/pip install -q -e ".[dev]"
+	@touch $@
+
+install: $(BIN)/animagent
+
+demo: install
+	$(BIN)/animagent weights make-tiny
+	$(BIN)/animagent run $(STORY) --profile tiny --out runs/demo
+
+test: install
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check animagent tests
+
+clean:
+	rm -rf $(VENV) runs weights/tiny

@@ -1,0 +1,73 @@
+"""Stage 6, assemble: clips → film.mp4 (H.264, soft subtitles of each shot's narration), film.srt, storyboard.png.
+
+Each clip is retimed to its shot's duration at the film's fps, so the film has exactly
+sum(round(duration_s × fps)) frames. The storyboard is a grid of keyframes, each labelled with its shot id
+and narration. This module owns splicing and the storyboard layout; encoding lives in video.py.
+"""
+
+from __future__ import annotations
+
+import textwrap
+import time
+
+from animagent.artifacts import Clip, Film, Keyframe, Script
+from animagent.config import Config
+from animagent.runfolder import RunFolder, step_key
+from animagent.stages import Progress
+
+FILM, SUBTITLES, STORYBOARD = "film.mp4", "film.srt", "storyboard.png"
+
+
+def assemble(
+    script: Script, keyframes: list[Keyframe], clips: list[Clip], run: RunFolder, config: Config, progress: Progress
+) -> Film:
+    from animagent import video
+
+    fps = config.assemble.fps
+    counts = [round(script.shot(c.shot).duration_s * fps) for c in clips]
+    step = "assemble"
+    key = step_key(
+        step=step, assemble=config.assemble, clips=[run.sha(c.video) for c in clips],
+        keyframes=[run.sha(k.image) for k in keyframes], narrations=[script.shot(c.shot).narration for c in clips],
+        counts=counts,
+    )
+    progress("assemble", 0, 1)
+    if not run.done(step, key):
+        started = time.perf_counter()
+        shots = [
+            video.FilmShot(frames=video.retime(video.read_frames(run.path(clip.video)), count),
+                           narration=script.shot(clip.shot).narration)
+            for clip, count in zip(clips, counts)
+        ]
+        with run.writing(FILM) as film_tmp, run.writing(SUBTITLES) as srt_tmp:
+            video.write_film(shots, film_tmp, srt_tmp, fps=fps, crf=config.assemble.crf, preset=config.assemble.preset)
+        board = storyboard(script, [run.read_image(k.image) for k in keyframes], keyframes, config.assemble.storyboard_tile)
+        run.write_image(STORYBOARD, board)
+        run.record(step, key, [FILM, SUBTITLES, STORYBOARD], time.perf_counter() - started)
+    progress("assemble", 1, 1)
+    return Film(run_dir=str(run.root), video=FILM, subtitles=SUBTITLES, storyboard=STORYBOARD,
+                shots=len(clips), frames=sum(counts), fps=fps)
+
+
+def storyboard(script: Script, images: list, keyframes: list[Keyframe], tile: int):
+    """A grid (up to 4 columns) of keyframes, each over a caption with its shot id and narration."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.load_default(size=max(10, tile // 24))
+    line_height = font.size + 4
+    chars_per_line = max(12, int(tile / (font.size * 0.55)))
+    captions = [
+        [k.shot, *textwrap.wrap(script.shot(k.shot).narration, chars_per_line)[:4]] for k in keyframes
+    ]
+    tile_h = round(tile * images[0].height / images[0].width)
+    caption_h = line_height * max(len(c) for c in captions) + 8
+    columns = min(4, len(images))
+    rows = -(-len(images) // columns)
+    board = Image.new("RGB", (columns * tile, rows * (tile_h + caption_h)), "white")
+    pen = ImageDraw.Draw(board)
+    for i, (image, caption) in enumerate(zip(images, captions)):
+        x, y = (i % columns) * tile, (i // columns) * (tile_h + caption_h)
+        board.paste(image.resize((tile, tile_h)), (x, y))
+        for j, line in enumerate(caption):
+            pen.text((x + 6, y + tile_h + 4 + j * line_height), line, fill="black", font=font)
+    return board

@@ -1,0 +1,201 @@
+"""The orchestrator. `Studio.run()` is the recipe: plan → cast → draw → animate → assemble, stage-major.
+
+Stage-major, not shot-major: each heavy model loads once per pass and is released before the next model
+loads (the director plans everything, the painter draws every sheet and keyframe, the animator renders
+every clip). Backends load lazily, so a resumed run whose stages are finished loads nothing.
+This module owns the order, the run folder's inputs (story.txt, config.yaml) and the backends' lifetimes;
+what each stage computes lives in animagent/stages/.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import yaml
+
+from animagent.artifacts import Cast, Clip, Film, Keyframe, Script, slugify
+from animagent.backends.director import Director, make_director
+from animagent.config import Config, load_config
+from animagent.errors import InputError
+from animagent.runfolder import RunFolder, step_key
+from animagent.stages import Progress, animate, assemble, cast, draw, plan
+from animagent.weights import ensure_present, spec
+
+log = logging.getLogger(__name__)
+
+STORY, CONFIG, SCRIPT = "story.txt", "config.yaml", "script.json"
+
+
+def _no_progress(stage: str, done: int, total: int) -> None:
+    pass
+
+
+class Studio:
+    """One run folder, one config; one method per stage and `run()` for all of them in order."""
+
+    def __init__(self, config: Config, run_dir: Path, progress: Progress = _no_progress):
+        self.config = config
+        self.run_folder = RunFolder(run_dir)
+        self.progress = progress
+        self.weights_root = config.weights_root()
+        self._director: Director | None = None
+        self._painter = None
+        self._animator = None
+
+    # --- the recipe ----------------------------------------------------------------------------------------
+
+    def run(self) -> Film:
+        with self.run_folder.lock():
+            try:
+                # 1. plan: the story becomes a validated script (director)
+                script = self.plan()
+                # 2. cast: a reference sheet per character and setting (painter)
+                sheets = self.cast(script)
+                # 3. draw: a keyframe per shot, prompted with the sheets (painter)
+                keyframes = self.draw(script, sheets)
+                self._release_painter()
+                # 4. animate: a clip per shot from its keyframe (animator)
+                clips = self.animate(script, keyframes)
+                self._release_animator()
+                # 5. assemble: film.mp4 with subtitles, film.srt, storyboard.png
+                return self.assemble(script, keyframes, clips)
+            finally:
+                self.close()
+
+    # --- stages --------------------------------------------------------------------------------------------
+
+    def plan(self) -> Script:
+        run = self.run_folder
+        story = run.path(STORY).read_text(encoding="utf-8")
+        key = step_key(step="plan", story=story, director=self.config.director, limits=self.config.limits,
+                       seed=self.config.seed, models=self._models(self.config.director.weights))
+        record = run.manifest.steps.get("plan")
+        # script.json is the user's to edit: once planned with this key, whatever it now holds is the script.
+        if record is not None and record.key == key and run.exists(SCRIPT):
+            return run.read_model(SCRIPT, Script)
+        self.progress("plan", 0, 1)
+        started = time.perf_counter()
+        script = plan.plan(story, self._get_director(), self.config)
+        run.write_model(SCRIPT, script)
+        run.record("plan", key, [SCRIPT], time.perf_counter() - started)
+        self._release_director()
+        self.progress("plan", 1, 1)
+        return script
+
+    def cast(self, script: Script) -> Cast:
+        models = self._models(self.config.painter.model, self.config.painter.vae)
+        return cast.cast(script, self.run_folder, self._get_painter, self.config, models, self.progress)
+
+    def draw(self, script: Script, sheets: Cast) -> list[Keyframe]:
+        models = self._models(self.config.painter.model, self.config.painter.vae, self.config.painter.ip_adapter)
+        return draw.draw(script, sheets, self.run_folder, self._get_painter, self.config, models, self.progress)
+
+    def animate(self, script: Script, keyframes: list[Keyframe]) -> list[Clip]:
+        models = self._models(self.config.animator.model)
+        return animate.animate(script, keyframes, self.run_folder, self._get_animator, self.config, models,
+                               self.progress)
+
+    def assemble(self, script: Script, keyframes: list[Keyframe], clips: list[Clip]) -> Film:
+        return assemble.assemble(script, keyframes, clips, self.run_folder, self.config, self.progress)
+
+    # --- backends, loaded on first use ---------------------------------------------------------------------
+
+    def _models(self, *names: str) -> list[list[str]]:
+        return [[n, spec(n).repo_id, spec(n).revision, self.config.weights.flavor] for n in names]
+
+    def _get_director(self) -> Director:
+        if self._director is None:
+            if self.config.director.kind != "openai":
+                ensure_present(self.config)
+            self._director = make_director(self.config, self.run_folder.path("logs/director.jsonl"))
+        return self._director
+
+    def _get_painter(self):
+        if self._painter is None:
+            from animagent.backends.painter_sdxl import SDXLPainter
+
+            ensure_present(self.config)
+            self._painter = SDXLPainter(self.config, self.weights_root)
+        return self._painter
+
+    def _get_animator(self):
+        if self._animator is None:
+            from animagent.backends.animator_svd import SVDAnimator
+
+            ensure_present(self.config)
+            self._animator = SVDAnimator(self.config, self.weights_root)
+        return self._animator
+
+    def _release_director(self) -> None:
+        if self._director is not None:
+            self._director.close()
+            self._director = None
+
+    def _release_painter(self) -> None:
+        if self._painter is not None:
+            self._painter.close()
+            self._painter = None
+
+    def _release_animator(self) -> None:
+        if self._animator is not None:
+            self._animator.close()
+            self._animator = None
+
+    def close(self) -> None:
+        self._release_director()
+        self._release_painter()
+        self._release_animator()
+
+
+# --- run folders -------------------------------------------------------------------------------------------
+
+
+def prepare_run(story_path: Path, config: Config, out: Path | None) -> Path:
+    """Create (or reopen, for the same story and config) a run folder holding story.txt and config.yaml."""
+    story = plan.read_story(story_path, config.limits)
+    run_dir = (out or Path("runs") / slugify(story_path.stem, fallback="film")).resolve()
+    run = RunFolder(run_dir)
+    config_text = yaml.safe_dump(config.model_dump(mode="json"), sort_keys=True)
+    if run.exists(STORY):
+        if run.path(STORY).read_text(encoding="utf-8") != story:
+            raise InputError(f"{run_dir} holds a different story; choose another --out or `animagent resume {run_dir}`")
+        if run.exists(CONFIG) and run.path(CONFIG).read_text(encoding="utf-8") != config_text:
+            raise InputError(
+                f"{run_dir} was made with another config; choose another --out or `animagent resume {run_dir}`"
+            )
+    with run.lock():
+        run.write_text(STORY, story)
+        run.write_text(CONFIG, config_text)
+    return run_dir
+
+
+def open_run(run_dir: Path) -> Config:
+    """The resolved config a run folder was made with."""
+    run = RunFolder(run_dir)
+    if not run.exists(CONFIG) or not run.exists(STORY):
+        raise InputError(f"{run_dir} is not a run folder (no {CONFIG} or {STORY}); start one with `animagent run`")
+    try:
+        return Config.model_validate(yaml.safe_load(run.path(CONFIG).read_text(encoding="utf-8")))
+    except Exception as exc:  # a hand-edited config.yaml: report it as bad input, never a traceback
+        raise InputError(f"{run.path(CONFIG)} is not a valid config: {exc}") from None
+
+
+def make_film(
+    story_path: str | Path,
+    profile: str = "default",
+    out: str | Path | None = None,
+    config_file: str | Path | None = None,
+    overrides: tuple[str, ...] | list[str] = (),
+    seed: int | None = None,
+    progress: Progress = _no_progress,
+) -> Film:
+    config = load_config(profile, config_file, overrides, seed)
+    run_dir = prepare_run(Path(story_path), config, Path(out) if out is not None else None)
+    return Studio(config, run_dir, progress).run()
+
+
+def resume(run_dir: str | Path, progress: Progress = _no_progress) -> Film:
+    config = open_run(Path(run_dir))
+    return Studio(config, Path(run_dir), progress).run()

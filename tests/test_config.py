@@ -1,0 +1,50 @@
+"""Config: profiles, --set overrides and their errors."""
+
+import pytest
+
+from animagent.config import load_config, profile_names
+from animagent.errors import InputError
+
+
+def test_profiles_load_and_validate():
+    assert {"tiny", "default", "lowvram"} <= set(profile_names())
+    for name in profile_names():
+        assert load_config(name).profile == name
+    assert load_config("tiny").weights.flavor == "tiny"
+    assert load_config("default").painter.width == 1024
+    assert load_config("default").animator.frames == 25
+
+
+def test_set_overrides_types_and_nesting():
+    cfg = load_config("tiny", overrides=["painter.steps=7", "director.temperature=0.5", "seed=9"])
+    assert cfg.painter.steps == 7 and cfg.director.temperature == 0.5 and cfg.seed == 9
+
+
+@pytest.mark.parametrize(
+    "override, needle",
+    [
+        ("painter.stepz=3", "unknown key 'painter.stepz'"),
+        ("painter=3", "is a section"),
+        ("novalue", "expects key=value"),
+        ("painter.steps=abc", "painter.steps"),
+        ("painter.width=65", "multiple of 8"),
+        ("limits.min_shot_seconds=9", "min_shot_seconds"),
+    ],
+)
+def test_bad_overrides_raise_input_error(override, needle):
+    with pytest.raises(InputError, match=needle):
+        load_config("tiny", overrides=[override])
+
+
+def test_unknown_profile_names_choices():
+    with pytest.raises(InputError, match="unknown profile 'huge'.*tiny"):
+        load_config("huge")
+
+
+def test_config_file_merges(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text("painter:\n  steps: 11\n")
+    assert load_config("tiny", config_file=path).painter.steps == 11
+    path.write_text("- not a mapping\n")
+    with pytest.raises(InputError, match="mapping"):
+        load_config("tiny", config_file=path)
