@@ -1,0 +1,30 @@
+# animagent for NVIDIA GPUs. Weights are mounted at run time, never baked in:
+#   docker build -t animagent .
+#   docker run --gpus all -v $PWD/weights:/weights -v $PWD/runs:/runs -v $PWD/stories:/stories \
+#       animagent run /stories/story.txt --out /runs/story
+FROM nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04
+
+ENV DEBIAN_FRONTEND=noninteractive \
+    PIP_NO_CACHE_DIR=1 \
+    PYTHONUNBUFFERED=1 \
+    HF_HUB_OFFLINE=1 \
+    ANIMAGENT_WEIGHTS=/weights
+
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends python3 python3-venv \
+    && rm -rf /var/lib/apt/lists/* \
+    && python3 -m venv /opt/animagent \
+    && useradd --create-home --uid 1000 animagent
+ENV PATH=/opt/animagent/bin:$PATH
+
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY animagent ./animagent
+# PyPI's Linux torch wheels are CUDA builds; vLLM stays optional (`animagent[vllm]`, or the compose director).
+RUN pip install --upgrade pip && pip install .
+
+USER animagent
+WORKDIR /runs
+VOLUME ["/weights", "/runs"]
+ENTRYPOINT ["animagent"]
+CMD ["--help"]
