@@ -19,6 +19,7 @@ from typing import Callable, Optional
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from animagent.errors import AnimagentError
@@ -44,6 +45,11 @@ def main() -> None:
 
 
 def _setup_logging(log_file: Path | None) -> None:
+    # The libraries' own progress bars and advice would interleave with ours; their warnings go to the log.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
     logging.captureWarnings(True)
     warnings.simplefilter("default")
     root = logging.getLogger()
@@ -65,13 +71,15 @@ def _guard(action: Callable[[], None], run_dir: Callable[[], Path | None] = lamb
     """Run a command body; map every outcome to a documented exit code and one line on stderr."""
     try:
         action()
+    except typer.Exit:
+        raise
     except AnimagentError as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False, markup=True)
+        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt:
         where = run_dir()
         hint = f"; continue with: animagent resume {where}" if where else ""
-        err.print(f"interrupted{hint}")
+        err.print(f"interrupted{hint}", soft_wrap=True)
         raise typer.Exit(130) from None
     except Exception:  # a bug: keep the traceback in a log file, show one line
         where = run_dir()
@@ -79,7 +87,8 @@ def _guard(action: Callable[[], None], run_dir: Callable[[], Path | None] = lamb
         log_path.parent.mkdir(parents=True, exist_ok=True)
         log_path.write_text(traceback.format_exc(), encoding="utf-8")
         hint = f"; after a fix, continue with: animagent resume {where}" if where else ""
-        err.print(f"internal error: {sys.exc_info()[1]!r} (traceback in {log_path}){hint}", highlight=False)
+        err.print(f"internal error: {sys.exc_info()[1]!r} (traceback in {log_path}){hint}", highlight=False,
+                  soft_wrap=True)
         raise typer.Exit(1) from None
 
 
@@ -110,12 +119,13 @@ def _render(make: Callable[[Callable], object], run_dir: Path) -> object:
 
 @app.command()
 def run(
-    story: Path = typer.Argument(..., help="story text file (UTF-8, at most 100 KB)"),
+    story: Optional[Path] = typer.Argument(None, help="story text file (UTF-8, at most 100 KB)"),
     profile: str = ProfileOpt,
     config: Optional[Path] = ConfigOpt,
     set_: list[str] = SetOpt,
     out_dir: Optional[Path] = OutOpt,
     seed: Optional[int] = SeedOpt,
+    script: Optional[Path] = typer.Option(None, "--script", help="render this script.json; skips planning"),
 ) -> None:
     """Render STORY into a film: plan, cast, draw, animate, assemble."""
     state: dict[str, Path] = {}
@@ -125,7 +135,7 @@ def run(
         from animagent.studio import Studio, prepare_run
 
         cfg = load_config(profile, config, set_, seed)
-        state["run"] = prepare_run(story, cfg, out_dir)
+        state["run"] = prepare_run(story, cfg, out_dir, script)
         film = _render(lambda bars: Studio(cfg, state["run"], bars).run(), state["run"])
         out.print(str(Path(film.run_dir) / film.video))
 

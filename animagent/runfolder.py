@@ -25,6 +25,10 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from animagent.errors import InputError, ResourceError, RunLockedError
 
 A = TypeVar("A", bound=BaseModel)
+# mkstemp creates 0600 files; published outputs get the mode a plain open() would give them.
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+_FILE_MODE = 0o666 & ~_UMASK
 MANIFEST = "manifest.json"
 LOCK = ".lock"
 TMP_PREFIX = ".tmp-"
@@ -109,6 +113,7 @@ class RunFolder:
             yield tmp
             with tmp.open("rb+") as fh:
                 os.fsync(fh.fileno())
+            os.chmod(tmp, _FILE_MODE)
             os.replace(tmp, final)
             _fsync_dir(final.parent)
         except OSError as exc:

@@ -48,6 +48,7 @@ class Studio:
 
     def run(self) -> Film:
         with self.run_folder.lock():
+            ensure_present(self.config)  # fail before minutes of work, naming the model and the fix
             try:
                 # 1. plan: the story becomes a validated script (director)
                 script = self.plan()
@@ -69,8 +70,7 @@ class Studio:
     def plan(self) -> Script:
         run = self.run_folder
         story = run.path(STORY).read_text(encoding="utf-8")
-        key = step_key(step="plan", story=story, director=self.config.director, limits=self.config.limits,
-                       seed=self.config.seed, models=self._models(self.config.director.weights))
+        key = plan_key(self.config, story)
         record = run.manifest.steps.get("plan")
         # script.json is the user's to edit: once planned with this key, whatever it now holds is the script.
         if record is not None and record.key == key and run.exists(SCRIPT):
@@ -152,10 +152,29 @@ class Studio:
 # --- run folders -------------------------------------------------------------------------------------------
 
 
-def prepare_run(story_path: Path, config: Config, out: Path | None) -> Path:
-    """Create (or reopen, for the same story and config) a run folder holding story.txt and config.yaml."""
-    story = plan.read_story(story_path, config.limits)
-    run_dir = (out or Path("runs") / slugify(story_path.stem, fallback="film")).resolve()
+def plan_key(config: Config, story: str) -> str:
+    return step_key(step="plan", story=story, director=config.director, limits=config.limits, seed=config.seed,
+                    models=[[config.director.weights, spec(config.director.weights).repo_id,
+                             spec(config.director.weights).revision, config.weights.flavor]])
+
+
+def prepare_run(story_path: Path | None, config: Config, out: Path | None, script_path: Path | None = None) -> Path:
+    """Create (or reopen, for the same inputs) a run folder holding story.txt and config.yaml.
+
+    With `script_path` the given script is the plan: its story becomes story.txt and planning is skipped.
+    """
+    script = None
+    if script_path is not None:
+        if not script_path.is_file():
+            raise InputError(f"script file not found: {script_path}")
+        script = RunFolder(script_path.parent).read_model(script_path.name, Script)
+        story = script.story
+    elif story_path is not None:
+        story = plan.read_story(story_path, config.limits)
+    else:
+        raise InputError("give a story file, or --script with a script.json")
+    name = (story_path or script_path).stem  # type: ignore[union-attr]
+    run_dir = (out or Path("runs") / slugify(name, fallback="film")).resolve()
     run = RunFolder(run_dir)
     config_text = yaml.safe_dump(config.model_dump(mode="json"), sort_keys=True)
     if run.exists(STORY):
@@ -168,6 +187,9 @@ def prepare_run(story_path: Path, config: Config, out: Path | None) -> Path:
     with run.lock():
         run.write_text(STORY, story)
         run.write_text(CONFIG, config_text)
+        if script is not None and not (run.exists(SCRIPT) and run.manifest.steps.get("plan")):
+            run.write_model(SCRIPT, script)
+            run.record("plan", plan_key(config, story), [SCRIPT], 0.0)
     return run_dir
 
 
@@ -183,16 +205,23 @@ def open_run(run_dir: Path) -> Config:
 
 
 def make_film(
-    story_path: str | Path,
+    story_path: str | Path | None,
     profile: str = "default",
     out: str | Path | None = None,
     config_file: str | Path | None = None,
     overrides: tuple[str, ...] | list[str] = (),
     seed: int | None = None,
+    script: str | Path | None = None,
     progress: Progress = _no_progress,
 ) -> Film:
+    """Render a story (or, with `script`, a given script.json) into a film in the run folder `out`."""
     config = load_config(profile, config_file, overrides, seed)
-    run_dir = prepare_run(Path(story_path), config, Path(out) if out is not None else None)
+    run_dir = prepare_run(
+        Path(story_path) if story_path is not None else None,
+        config,
+        Path(out) if out is not None else None,
+        Path(script) if script is not None else None,
+    )
     return Studio(config, run_dir, progress).run()
 
 
