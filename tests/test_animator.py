@@ -1,0 +1,65 @@
+"""SVDAnimator on the tiny SVD-XT, on CPU, and the motion table."""
+
+from __future__ import annotations
+
+from typing import get_args
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from animagent.artifacts import Motion
+from animagent.config import Config
+
+
+@pytest.fixture(scope="module")
+def animator(tiny_model):
+    from animagent.backends.animator_svd import SVDAnimator
+
+    tiny_model("svd_xt")
+    config = Config(
+        device="cpu", dtype="float32", weights={"flavor": "tiny", "root": str(tiny_model.root)},
+        animator={"width": 96, "height": 64, "frames": 4, "steps": 2, "decode_chunk_size": 2},
+    )
+    animator = SVDAnimator(config, tiny_model.root)
+    yield animator
+    animator.close()
+
+
+def _keyframe(width: int, height: int) -> Image.Image:
+    return Image.fromarray(np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8))
+
+
+def _stack(frames: list[Image.Image]) -> np.ndarray:
+    return np.stack([np.asarray(f, dtype=np.float32) for f in frames])
+
+
+def test_motion_table_covers_every_motion_in_order_of_strength() -> None:
+    from animagent.backends.animator_svd import MOTION_TABLE
+
+    assert list(MOTION_TABLE) == list(get_args(Motion))
+    rows = list(MOTION_TABLE.values())
+    buckets = [r.motion_bucket_id for r in rows]
+    assert buckets == sorted(set(buckets)) and 0 <= buckets[0] and buckets[-1] <= 255
+    noise = [r.noise_aug_strength for r in rows]
+    assert noise == sorted(noise) and noise[0] >= 0
+    assert all(r.fps >= 2 for r in rows)  # the pipeline conditions on fps - 1
+
+
+@pytest.mark.parametrize("size", [(200, 64), (40, 100), (96, 64)])
+def test_animate_returns_the_configured_frames_at_the_configured_size(animator, size) -> None:
+    from animagent.backends.animator_svd import MOTION_TABLE
+
+    frames = animator.animate(_keyframe(*size), MOTION_TABLE["moderate"], seed=1)
+    assert len(frames) == 4
+    assert all(f.size == (96, 64) and f.mode == "RGB" for f in frames)
+
+
+def test_motion_params_change_the_clip(animator) -> None:
+    from animagent.backends.animator_svd import MOTION_TABLE
+
+    keyframe = _keyframe(96, 64)
+    still = _stack(animator.animate(keyframe, MOTION_TABLE["still"], seed=2))
+    assert np.array_equal(_stack(animator.animate(keyframe, MOTION_TABLE["still"], seed=2)), still)
+    assert not np.array_equal(_stack(animator.animate(keyframe, MOTION_TABLE["intense"], seed=2)), still)
+    assert not np.array_equal(_stack(animator.animate(keyframe, MOTION_TABLE["still"], seed=3)), still)
