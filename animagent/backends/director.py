@@ -166,4 +166,10 @@ def make_director(config: Config, log_path: Path) -> Director:
         from animagent.backends.director_transformers import TransformersDirector
 
         return TransformersDirector(config, log_path)
-    raise InputError(f"director.kind '{config.director.kind}' is not available yet; use 'transformers'")
+    if config.director.kind == "openai":
+        from animagent.backends.director_openai import OpenAIDirector
+
+        return OpenAIDirector(config, log_path)
+    from animagent.backends.director_vllm import VLLMDirector
+
+    return VLLMDirector(config, log_path)

@@ -1,0 +1,194 @@
+"""The `openai` director kind: any OpenAI-compatible chat-completions server, `vllm serve` first of all.
+
+This module owns the wire: the request body (schema-constrained `response_format`, bounded `max_tokens`,
+images inline as PNG data URLs sized for the model — never remote URLs), the bearer token, and the transport
+retry policy. Connection failures, timeouts, 429 and 5xx are retried with jittered exponential backoff under
+`director.deadline_s` per request (each try bounded by `director.timeout_s`); any other status is not
+retried. Either way the run stops with one `DirectorUnavailableError` line. A 200 that is empty, refused or
+cut off is handed back as a `Reply`: judging and re-asking is the base class's job (backends/director.py).
+It also owns vLLM's `/sleep` and `/wake_up` calls, made only when `director.sleep_mode` says the server has
+them. Starting the server is serve.py's job.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import logging
+import math
+import os
+import random
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+from pydantic import BaseModel, Field, ValidationError
+
+from animagent.backends.director import Director, Message, Reply
+from animagent.config import Config, DirectorConfig
+from animagent.errors import DirectorUnavailableError
+from animagent.weights import spec
+
+if TYPE_CHECKING:
+    from PIL.Image import Image
+
+log = logging.getLogger(__name__)
+
+BACKOFF_BASE_S = 0.5  # first retry waits 0.25-0.5 s, doubling per retry
+BACKOFF_CAP_S = 20.0
+# Qwen2.5-VL sees 28x28-pixel cells (14 px patches merged 2x2). An image whose sides are multiples of 28 and
+# whose area is within the processor's bounds is not resized again, so its absolute boxes are in our pixels.
+CELL = 28
+
+
+def served_model_name(director: DirectorConfig) -> str:
+    """The model name requests carry and `animagent director serve` registers: `director.model`, else the
+    Hub repo id of `director.weights`."""
+    return director.model or spec(director.weights).repo_id
+
+
+def director_size(width: int, height: int, max_pixels: int) -> tuple[int, int]:
+    """The size an image is sent at: at most `max_pixels`, both sides multiples of 28 (aspect kept to
+    within one cell). Qwen2.5-VL boxes are pixels of this size; map them back with original / this."""
+    scale = min(1.0, math.sqrt(max_pixels / (width * height)))
+    return (
+        max(CELL, math.floor(width * scale / CELL) * CELL),
+        max(CELL, math.floor(height * scale / CELL) * CELL),
+    )
+
+
+def image_data_url(image: Image, max_pixels: int) -> str:
+    size = director_size(image.width, image.height, max_pixels)
+    if size != image.size:
+        from PIL.Image import Resampling
+
+        image = image.resize(size, Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def chat_messages(messages: list[Message], max_pixels: int) -> list[dict[str, Any]]:
+    """Messages in the OpenAI chat format (also what `vllm.LLM.chat` takes); images first, then the text."""
+    out: list[dict[str, Any]] = []
+    for message in messages:
+        if message.images:
+            parts: list[dict[str, Any]] = [
+                {"type": "image_url", "image_url": {"url": image_data_url(image, max_pixels)}}
+                for image in message.images
+            ]
+            parts.append({"type": "text", "text": message.text})
+            out.append({"role": message.role, "content": parts})
+        else:
+            out.append({"role": message.role, "content": message.text})
+    return out
+
+
+class _AssistantMessage(BaseModel):
+    content: str | None = None
+    refusal: str | None = None
+
+
+class _Choice(BaseModel):
+    message: _AssistantMessage
+    finish_reason: str | None = None
+
+
+class _Completion(BaseModel):
+    choices: list[_Choice] = Field(min_length=1)
+
+
+class OpenAIDirector(Director):
+    """Director over HTTP. `clock` and `sleep` are injectable so tests can check the backoff schedule."""
+
+    kind = "openai"
+
+    def __init__(
+        self,
+        config: Config,
+        log_path: Path,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
+        super().__init__(config.director, log_path)
+        self.model = served_model_name(config.director)
+        self.url = config.director.base_url.rstrip("/")
+        self.server_root = self.url.removesuffix("/v1")
+        key = config.director.api_key or os.environ.get("ANIMAGENT_DIRECTOR_API_KEY")
+        # trust_env=False: no proxy from the environment; the only socket is the configured director.
+        self.client = httpx.Client(headers={"Authorization": f"Bearer {key}"} if key else {}, trust_env=False)
+        self.clock = clock
+        self.pause = sleep
+
+    def _complete(self, messages: list[Message], schema: dict[str, Any], seed: int) -> Reply:
+        url = f"{self.url}/chat/completions"
+        body = {
+            "model": self.model,
+            "messages": chat_messages(messages, self.config.max_pixels),
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {"name": schema["title"], "schema": schema, "strict": True},
+            },
+            "max_tokens": self.config.max_new_tokens,
+            "temperature": self.config.temperature,
+            "seed": seed,
+        }
+        response = self._post(url, body)
+        try:
+            completion = _Completion.model_validate_json(response.content)
+        except ValidationError as exc:
+            raise DirectorUnavailableError(
+                f"the director server at {url} answered 200 with something that is not a chat completion "
+                f"({exc.errors()[0]['msg']}: {response.text[:200]!r}); director.base_url must be the /v1 URL "
+                "of an OpenAI-compatible server"
+            ) from None
+        choice = completion.choices[0]
+        if choice.message.refusal:
+            log.warning("the director refused: %s", choice.message.refusal[:500])
+            return Reply("", "refusal")
+        return Reply(choice.message.content or "", choice.finish_reason)
+
+    def sleep(self) -> None:
+        if self.config.sleep_mode:
+            self._post(f"{self.server_root}/sleep?level=1", None)
+
+    def wake(self) -> None:
+        if self.config.sleep_mode:
+            self._post(f"{self.server_root}/wake_up", None)
+
+    def close(self) -> None:
+        self.client.close()
+
+    def _post(self, url: str, body: dict[str, Any] | None) -> httpx.Response:
+        """POST until a 200, retrying transport failures, 429 and 5xx until `deadline_s` has passed."""
+        deadline = self.clock() + self.config.deadline_s
+        retry = 0
+        while True:
+            timeout = min(self.config.timeout_s, max(deadline - self.clock(), 0.01))
+            try:
+                response = self.client.post(url, json=body, timeout=timeout)
+            except httpx.TransportError as exc:
+                failure = f"{type(exc).__name__}: {exc}"
+            else:
+                if response.status_code == 200:
+                    return response
+                failure = f"HTTP {response.status_code} {response.text[:300]!r}"
+                if response.status_code != 429 and response.status_code < 500:
+                    raise DirectorUnavailableError(
+                        f"the director server refused {url}: {failure}; check director.base_url, "
+                        "director.model, director.api_key (or $ANIMAGENT_DIRECTOR_API_KEY) and "
+                        "director.sleep_mode"
+                    )
+            delay = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** min(retry, 16)) * random.uniform(0.5, 1.0)
+            if self.clock() + delay >= deadline:
+                raise DirectorUnavailableError(
+                    f"no answer from the director at {url} within director.deadline_s="
+                    f"{self.config.deadline_s:g} s (last failure: {failure}); start the server with "
+                    "`animagent director serve` or check director.base_url"
+                )
+            log.warning("director request to %s failed (%s); retry %d in %.1f s", url, failure, retry + 1,
+                        delay)
+            self.pause(delay)
+            retry += 1
