@@ -201,3 +201,12 @@ class Film(Artifact):
     @property
     def duration_s(self) -> float:
         return self.frames / self.fps
+
+
+class Takes(Artifact):
+    """How many times `animagent rerender` asked for a fresh take of a shot's keyframe or clip.
+
+    Take 0 is the first render; each new take derives a new seed for that shot alone."""
+
+    draw: dict[str, int] = {}
+    animate: dict[str, int] = {}

@@ -188,6 +188,42 @@ def resume(run_dir: Path = typer.Argument(..., help="run folder made by `animage
     _guard(body, lambda: run_dir.resolve() if run_dir.is_dir() else None)
 
 
+@app.command()
+def rerender(
+    run_dir: Path = typer.Argument(..., help="run folder"),
+    shot: str = typer.Option(..., "--shot", help="shot id, e.g. s02_k1"),
+    start: str = typer.Option("draw", "--from", help="draw (new keyframe and clip) or animate (new clip only)"),
+) -> None:
+    """Redo one shot with a fresh take and re-assemble the film."""
+
+    def body() -> None:
+        from animagent.studio import rerender as rerender_run
+
+        film = _render(lambda bars: rerender_run(run_dir, shot, start, bars), run_dir.resolve())
+        out.print(str(Path(film.run_dir) / film.video))
+
+    _guard(body, lambda: run_dir.resolve() if run_dir.is_dir() else None)
+
+
+@app.command()
+def verify(run_dir: Path = typer.Argument(..., help="run folder")) -> None:
+    """Re-hash every recorded output of RUN; exit 2 when something is missing or changed."""
+
+    def body() -> None:
+        from animagent.studio import verify as verify_run
+
+        problems = verify_run(run_dir)
+        for p in problems:
+            out.print(f"{p.what:<8} {p.path}  (step {p.step})", highlight=False)
+        if problems:
+            err.print(f"{len(problems)} output(s) missing or changed; `animagent resume {run_dir}` redoes them "
+                      "(an edited script.json is kept as it is)", soft_wrap=True)
+            raise typer.Exit(2)
+        out.print(f"{run_dir}: every recorded output verifies")
+
+    _guard(body)
+
+
 @weights_app.command("pull")
 def weights_pull(profile: str = ProfileOpt, dir_: Optional[Path] = DirOpt) -> None:
     """Download the real weights a profile needs (resumable; sizes checked)."""

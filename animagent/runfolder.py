@@ -22,6 +22,7 @@ from typing import Any, Iterator, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from animagent import faults, gpu
 from animagent.errors import InputError, ResourceError, RunLockedError
 
 A = TypeVar("A", bound=BaseModel)
@@ -73,9 +74,9 @@ def step_key(**parts: Any) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def derive_seed(seed: int, *parts: str) -> int:
-    """Per-item seed from (run seed, ids): adding or editing one shot changes no other shot's seed."""
-    blob = ":".join([str(seed), *parts]).encode()
+def derive_seed(seed: int, *parts: str, take: int = 0) -> int:
+    """Per-item seed from (run seed, ids[, take]): adding or editing one shot changes no other shot's seed."""
+    blob = ":".join([str(seed), *parts, *([f"take{take}"] if take else [])]).encode()
     return int.from_bytes(hashlib.sha256(blob).digest()[:4], "big") & 0x7FFFFFFF
 
 
@@ -111,6 +112,7 @@ class RunFolder:
         tmp = Path(tmp_name)
         try:
             yield tmp
+            faults.check("write")
             with tmp.open("rb+") as fh:
                 os.fsync(fh.fileno())
             os.chmod(tmp, _FILE_MODE)
@@ -160,11 +162,14 @@ class RunFolder:
             return False
         return all(self.exists(rel) and sha256_file(self.path(rel)) == sha for rel, sha in record.outputs.items())
 
-    def record(self, step: str, key: str, outputs: list[str], seconds: float, peak: int | None = None) -> None:
+    def record(self, step: str, key: str, outputs: list[str], seconds: float) -> None:
+        """Mark `step` finished: its outputs' hashes, seconds and the GPU memory peak since the last record."""
         hashes = {rel: sha256_file(self.path(rel)) for rel in outputs}
         self.manifest.steps[step] = StepRecord(key=key, outputs=hashes, seconds=round(seconds, 3),
-                                               peak_memory_bytes=peak)
+                                               peak_memory_bytes=gpu.peak_memory_bytes())
+        gpu.reset_peak_memory()
         self.write_text(MANIFEST, self.manifest.model_dump_json(indent=2) + "\n")
+        faults.check("record")
 
     def sha(self, rel: str) -> str:
         return sha256_file(self.path(rel))
@@ -202,6 +207,8 @@ class RunFolder:
             with os.fdopen(fd, "w") as fh:
                 fh.write(mine)
             break
+        for stray in self.stray_temp_files():  # left by a process killed mid-write; never a finished output
+            stray.unlink()
         try:
             yield
         finally:

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
-from animagent.artifacts import Cast, Clip, Film, Keyframe, Script, slugify
+from animagent.artifacts import Cast, Clip, Film, Keyframe, Script, Takes, slugify
 from animagent.backends.director import Director, make_director
 from animagent.config import Config, load_config
 from animagent.errors import InputError
@@ -25,7 +26,7 @@ from animagent.weights import ensure_present, spec
 
 log = logging.getLogger(__name__)
 
-STORY, CONFIG, SCRIPT = "story.txt", "config.yaml", "script.json"
+STORY, CONFIG, SCRIPT, TAKES = "story.txt", "config.yaml", "script.json", "takes.json"
 
 
 def _no_progress(stage: str, done: int, total: int) -> None:
@@ -90,15 +91,19 @@ class Studio:
 
     def draw(self, script: Script, sheets: Cast) -> list[Keyframe]:
         models = self._models(self.config.painter.model, self.config.painter.vae, self.config.painter.ip_adapter)
-        return draw.draw(script, sheets, self.run_folder, self._get_painter, self.config, models, self.progress)
+        return draw.draw(script, sheets, self.run_folder, self._get_painter, self.config, models, self._takes(),
+                         self.progress)
 
     def animate(self, script: Script, keyframes: list[Keyframe]) -> list[Clip]:
         models = self._models(self.config.animator.model)
         return animate.animate(script, keyframes, self.run_folder, self._get_animator, self.config, models,
-                               self.progress)
+                               self._takes(), self.progress)
 
     def assemble(self, script: Script, keyframes: list[Keyframe], clips: list[Clip]) -> Film:
         return assemble.assemble(script, keyframes, clips, self.run_folder, self.config, self.progress)
+
+    def _takes(self) -> Takes:
+        return self.run_folder.read_model(TAKES, Takes) if self.run_folder.exists(TAKES) else Takes()
 
     # --- backends, loaded on first use ---------------------------------------------------------------------
 
@@ -185,11 +190,11 @@ def prepare_run(story_path: Path | None, config: Config, out: Path | None, scrip
                 f"{run_dir} was made with another config; choose another --out or `animagent resume {run_dir}`"
             )
     with run.lock():
-        run.write_text(STORY, story)
-        run.write_text(CONFIG, config_text)
         if script is not None and not (run.exists(SCRIPT) and run.manifest.steps.get("plan")):
             run.write_model(SCRIPT, script)
             run.record("plan", plan_key(config, story), [SCRIPT], 0.0)
+        run.write_text(STORY, story)
+        run.write_text(CONFIG, config_text)  # written last: a folder with config.yaml is a complete run folder
     return run_dir
 
 
@@ -228,3 +233,45 @@ def make_film(
 def resume(run_dir: str | Path, progress: Progress = _no_progress) -> Film:
     config = open_run(Path(run_dir))
     return Studio(config, Path(run_dir), progress).run()
+
+
+def rerender(run_dir: str | Path, shot_id: str, start: str = "draw", progress: Progress = _no_progress) -> Film:
+    """A fresh take of one shot from `start` ("draw": keyframe and clip; "animate": clip only), re-assembled."""
+    config = open_run(Path(run_dir))
+    studio = Studio(config, Path(run_dir), progress)
+    run = studio.run_folder
+    if not run.exists(SCRIPT):
+        raise InputError(f"{run.root} has no script.json yet; finish planning with `animagent resume {run.root}`")
+    shots = [s.id for s in run.read_model(SCRIPT, Script).shots()]
+    if shot_id not in shots:
+        raise InputError(f"no shot '{shot_id}' in {run.path(SCRIPT)}; shots: {', '.join(shots)}")
+    if start not in ("draw", "animate"):
+        raise InputError(f"--from must be draw or animate, got '{start}'")
+    with run.lock():
+        takes = studio._takes()
+        counts = {"draw": dict(takes.draw), "animate": dict(takes.animate)}
+        counts[start][shot_id] = counts[start].get(shot_id, 0) + 1
+        run.write_model(TAKES, Takes(**counts))
+    return studio.run()
+
+
+@dataclass(frozen=True)
+class Problem:
+    path: str
+    step: str
+    what: str  # "missing" | "changed"
+
+
+def verify(run_dir: str | Path) -> list[Problem]:
+    """Re-hash every recorded output; list what is missing or no longer matches the manifest."""
+    run = RunFolder(Path(run_dir))
+    if not run.exists(CONFIG):
+        raise InputError(f"{run_dir} is not a run folder (no {CONFIG})")
+    problems = []
+    for step, record in sorted(run.manifest.steps.items()):
+        for rel, sha in record.outputs.items():
+            if not run.exists(rel):
+                problems.append(Problem(rel, step, "missing"))
+            elif run.sha(rel) != sha:
+                problems.append(Problem(rel, step, "changed"))
+    return problems

@@ -11,7 +11,7 @@ import dataclasses
 import time
 from typing import TYPE_CHECKING, Callable
 
-from animagent.artifacts import Clip, Keyframe, Script
+from animagent.artifacts import Clip, Keyframe, Script, Takes
 from animagent.config import Config
 from animagent.runfolder import RunFolder, derive_seed, step_key
 from animagent.stages import Progress
@@ -27,6 +27,7 @@ def animate(
     animator: Callable[[], SVDAnimator],
     config: Config,
     models: list,
+    takes: Takes,
     progress: Progress,
 ) -> list[Clip]:
     from animagent.backends.animator_svd import MOTION_TABLE
@@ -37,7 +38,7 @@ def animate(
         shot = script.shot(keyframe.shot)
         video_rel, json_rel = f"clips/{shot.id}.mp4", f"clips/{shot.id}.json"
         motion = MOTION_TABLE[shot.motion]
-        seed = derive_seed(config.seed, "animate", shot.id)
+        seed = derive_seed(config.seed, "animate", shot.id, take=takes.animate.get(shot.id, 0))
         step = f"animate/{shot.id}"
         key = step_key(
             step=step, keyframe=run.sha(keyframe.image), motion=dataclasses.asdict(motion), seed=seed,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Callable
 
-from animagent.artifacts import Cast, Keyframe, Script, Shot
+from animagent.artifacts import Cast, Keyframe, Script, Shot, Takes
 from animagent.config import Config
 from animagent.runfolder import RunFolder, derive_seed, step_key
 from animagent.stages import Progress
@@ -38,6 +38,7 @@ def draw(
     painter: Callable[[], SDXLPainter],
     config: Config,
     models: list,
+    takes: Takes,
     progress: Progress,
 ) -> list[Keyframe]:
     shots = script.shots()
@@ -46,7 +47,7 @@ def draw(
         progress("draw", n, len(shots))
         image_rel, json_rel = f"keyframes/{shot.id}.png", f"keyframes/{shot.id}.json"
         prompt = keyframe_prompt(script, shot)
-        seed = derive_seed(config.seed, "draw", shot.id)
+        seed = derive_seed(config.seed, "draw", shot.id, take=takes.draw.get(shot.id, 0))
         sheets = [(cast.character(p.character).image, config.painter.character_scale, p.box) for p in shot.characters]
         sheets.append((cast.setting(shot.setting).image, config.painter.setting_scale, None))
         step = f"draw/{shot.id}"
