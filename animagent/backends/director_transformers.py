@@ -1,0 +1,118 @@
+"""The `transformers` director kind: Qwen2.5-VL in-process, every reply constrained by xgrammar to a JSON schema.
+
+This module owns loading the director model, tokenizer and image processor from the registry folder, turning
+director messages into Qwen2.5-VL chat input (images as image parts, `<|image_pad|>` expanded per image by its
+patch grid), compiling and caching one grammar per schema, and one seeded `generate()` per completion. It uses
+the tokenizer + image processor route rather than `AutoProcessor`, which needs torchvision for Qwen2.5-VL's
+video processor (feasibility §5, workaround a); the same code runs on CPU (tiny) and GPU (real).
+The retry loop, prompts, schema bounds and the raw-reply log are the base class's (`director.py`).
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import xgrammar as xgr
+import xgrammar.contrib.hf
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from transformers import AutoImageProcessor, AutoModelForImageTextToText, AutoTokenizer
+
+from animagent import gpu
+from animagent.backends.director import Director, Message, Reply
+from animagent.config import Config
+from animagent.weights import model_dir
+
+log = logging.getLogger(__name__)
+
+IMAGE_PAD = "<|image_pad|>"
+# Not cuDNN attention: it builds a graph for every new sequence length (about 17 ms of CPU each, H200, torch 2.11),
+# and decoding meets a new length at every step: a first 280-token reply took 10.4 s with it, 1.9 s without.
+ATTENTION = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
+
+
+class TransformersDirector(Director):
+    kind = "transformers"
+
+    def __init__(self, config: Config, log_path: Path):
+        super().__init__(config.director, log_path)
+        folder = model_dir(config.weights_root(), config.director.weights, config.weights.flavor)
+        started = time.perf_counter()
+        self.model = AutoModelForImageTextToText.from_pretrained(
+            folder, dtype=gpu.dtype(config), device_map=gpu.device(config)
+        )
+        self.tokenizer = AutoTokenizer.from_pretrained(folder)
+        self.image_processor = AutoImageProcessor.from_pretrained(folder)
+        eos = self.model.generation_config.eos_token_id
+        self.stop_ids: list[int] = eos if isinstance(eos, list) else [eos]
+        # The model's vocabulary is padded above len(tokenizer); the grammar's bitmask must cover all of it.
+        info = xgr.TokenizerInfo.from_huggingface(
+            self.tokenizer, vocab_size=self.model.config.get_text_config().vocab_size, stop_token_ids=self.stop_ids
+        )
+        self.compiler = xgr.GrammarCompiler(info)
+        self.grammars: dict[str, xgr.CompiledGrammar] = {}
+        log.info("director %s loaded from %s in %.2f s", type(self.model).__name__, folder,
+                 time.perf_counter() - started)
+
+    def _complete(self, messages: list[Message], schema: dict[str, Any], seed: int) -> Reply:
+        started = time.perf_counter()
+        key = json.dumps(schema, sort_keys=True)
+        if key not in self.grammars:
+            # Compiled from the unsorted dump: the grammar emits properties in the schema's (the model's) order.
+            self.grammars[key] = self.compiler.compile_json_schema(
+                json.dumps(schema), any_whitespace=False, strict_mode=True
+            )
+
+        chat = [
+            {"role": m.role, "content": [*({"type": "image"} for _ in m.images), {"type": "text", "text": m.text}]}
+            if m.images else {"role": m.role, "content": m.text}
+            for m in messages
+        ]
+        text = self.tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
+        images = [image for m in messages for image in m.images]
+        vision: dict[str, torch.Tensor] = {}
+        if images:
+            # smart_resize within [min_pixels, director.max_pixels]: the image the model sees (and the pixel
+            # frame of qwen2.5-convention boxes).
+            size = {"shortest_edge": self.image_processor.size["shortest_edge"], "longest_edge": self.config.max_pixels}
+            vision = dict(self.image_processor(images=images, size=size, return_tensors="pt"))
+            per_token = self.image_processor.merge_size**2
+            parts = text.split(IMAGE_PAD)
+            text = parts[0] + "".join(
+                IMAGE_PAD * (int(grid.prod()) // per_token) + part
+                for grid, part in zip(vision["image_grid_thw"], parts[1:])
+            )
+        inputs = self.tokenizer([text], return_tensors="pt")
+        inputs.update(vision)
+        inputs = inputs.to(self.model.device)
+
+        # transformers applies custom logits processors (the grammar) before its sampling warpers (top-k).
+        sampling: dict[str, Any] = (
+            {"do_sample": True, "temperature": self.config.temperature}
+            if self.config.temperature > 0 else {"do_sample": False, "temperature": None}
+        )
+        torch.manual_seed(seed)
+        with torch.inference_mode(), sdpa_kernel(ATTENTION):
+            output = self.model.generate(
+                **inputs,
+                max_new_tokens=self.config.max_new_tokens,
+                logits_processor=[xgr.contrib.hf.LogitsProcessor(self.grammars[key])],
+                **sampling,
+            )
+        new = output[0, inputs["input_ids"].shape[1]:].tolist()
+        finish = "stop" if new and new[-1] in self.stop_ids else "length"
+        seconds = time.perf_counter() - started
+        log.debug("director: %d prompt tokens, %d new tokens (%s) in %.2f s", inputs["input_ids"].shape[1],
+                  len(new), finish, seconds)
+        return Reply(self.tokenizer.decode(new, skip_special_tokens=True), finish)
+
+    def close(self) -> None:
+        del self.model
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
