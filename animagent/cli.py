@@ -27,6 +27,8 @@ from animagent.errors import AnimagentError
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Story in, animated film out, on local open models.")
 weights_app = typer.Typer(no_args_is_help=True, help="Fetch real weights or write tiny random ones.")
 app.add_typer(weights_app, name="weights")
+director_app = typer.Typer(no_args_is_help=True, help="Serve the director model for runs to share.")
+app.add_typer(director_app, name="director")
 
 err = Console(stderr=True)
 out = Console()
@@ -255,10 +257,44 @@ def weights_make_tiny(dir_: Optional[Path] = DirOpt) -> None:
         from animagent.weights import make_tiny
 
         _setup_logging(None)
+        import transformers
+
+        transformers.utils.logging.disable_progress_bar()
         root = resolve_weights_root(dir_)
         with err.status(f"writing tiny weights into {root / 'tiny'}"):
             make_tiny(root)
         out.print(str(root / "tiny"))
+
+    _guard(body)
+
+
+@director_app.command("serve")
+def director_serve(
+    profile: str = ProfileOpt,
+    config: Optional[Path] = ConfigOpt,
+    set_: list[str] = SetOpt,
+    port: int = typer.Option(8000, "--port", help="port on 127.0.0.1"),
+) -> None:
+    """Start `vllm serve` for the profile's director (127.0.0.1, random API key) and keep it running."""
+
+    def body() -> None:
+        from animagent.config import load_config
+        from animagent.serve import serve
+
+        _setup_logging(None)
+        cfg = load_config(profile, config, set_)
+        with err.status("starting vllm serve (loading the model takes a few minutes)"):
+            served = serve(cfg, cfg.weights_root(), port)
+        profile_arg = f" --profile {profile}" if profile != "default" else ""
+        out.print(f"director serving at {served.url}", highlight=False)
+        out.print(f"  {served.export_line}", highlight=False, soft_wrap=True)
+        out.print(f"  animagent run STORY{profile_arg} {served.run_args}", highlight=False, soft_wrap=True)
+        out.print("Ctrl-C stops it.")
+        try:
+            served.process.wait()
+        finally:
+            served.process.terminate()
+            served.process.wait()
 
     _guard(body)
 

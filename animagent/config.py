@@ -56,11 +56,15 @@ class DirectorConfig(_Section):
         2000, ge=4, le=4000, description="upper bound on every free-text field the director fills"
     )
     # openai kind (any OpenAI-compatible server, `vllm serve` first of all)
-    base_url: str = Field("http://127.0.0.1:8000/v1", description="chat-completions server of the openai kind")
+    base_url: str = Field(
+        "http://127.0.0.1:8000/v1", pattern=r"^https?://[^\s/]+", description="chat-completions server of the openai kind"
+    )
     api_key: str | None = Field(None, description="bearer token; default $ANIMAGENT_DIRECTOR_API_KEY")
     model: str | None = Field(None, description="served model name; default the weights' Hub repo id")
     timeout_s: float = Field(120.0, gt=0, le=3600, description="one request's timeout")
-    deadline_s: float = Field(600.0, gt=0, le=86400, description="total time one task may spend on retries")
+    deadline_s: float = Field(
+        600.0, gt=0, le=86400, description="total time one request may spend on transport retries (per attempt)"
+    )
     sleep_mode: bool = Field(False, description="the server has vLLM's /sleep and /wake_up endpoints")
     box_convention: Literal["qwen2.5", "qwen3"] = Field(
         "qwen2.5", description="qwen2.5: absolute pixels of the resized image; qwen3: 0-1000 relative"
@@ -100,6 +104,12 @@ class AnimatorConfig(_Section):
     decode_chunk_size: int = Field(8, ge=1, le=64)
 
 
+class GpuConfig(_Section):
+    allow_degrade: bool = Field(
+        False, description="on out-of-memory, after every quality-preserving step, allow fewer frames"
+    )
+
+
 class AssembleConfig(_Section):
     fps: int = Field(24, ge=1, le=60)
     crf: int = Field(18, ge=0, le=51)
@@ -119,6 +129,7 @@ class Config(_Section):
     painter: PainterConfig = PainterConfig()
     animator: AnimatorConfig = AnimatorConfig()
     assemble: AssembleConfig = AssembleConfig()
+    gpu: GpuConfig = GpuConfig()
 
     def weights_root(self) -> Path:
         """`weights.root`, else $ANIMAGENT_WEIGHTS, else ./weights (the rule `weights pull|make-tiny` share)."""

@@ -42,6 +42,7 @@ class StepRecord(BaseModel):
     outputs: dict[str, str]  # relative path -> sha256
     seconds: float
     peak_memory_bytes: int | None = None
+    notes: list[str] = []  # recovery steps taken (the OOM ladder), in order
 
 
 class Manifest(BaseModel):
@@ -162,11 +163,11 @@ class RunFolder:
             return False
         return all(self.exists(rel) and sha256_file(self.path(rel)) == sha for rel, sha in record.outputs.items())
 
-    def record(self, step: str, key: str, outputs: list[str], seconds: float) -> None:
+    def record(self, step: str, key: str, outputs: list[str], seconds: float, notes: list[str] = ()) -> None:
         """Mark `step` finished: its outputs' hashes, seconds and the GPU memory peak since the last record."""
         hashes = {rel: sha256_file(self.path(rel)) for rel in outputs}
         self.manifest.steps[step] = StepRecord(key=key, outputs=hashes, seconds=round(seconds, 3),
-                                               peak_memory_bytes=gpu.peak_memory_bytes())
+                                               peak_memory_bytes=gpu.peak_memory_bytes(), notes=list(notes))
         gpu.reset_peak_memory()
         self.write_text(MANIFEST, self.manifest.model_dump_json(indent=2) + "\n")
         faults.check("record")

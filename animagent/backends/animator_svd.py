@@ -18,9 +18,10 @@ import torch
 from diffusers import StableVideoDiffusionPipeline
 from PIL import Image, ImageOps
 
-from animagent import gpu
+from animagent import faults, gpu
 from animagent.artifacts import Motion
 from animagent.config import Config
+from animagent.errors import ResourceError
 from animagent.weights import model_dir
 
 log = logging.getLogger(__name__)
@@ -56,29 +57,89 @@ class SVDAnimator:
             dtype=gpu.dtype(config), use_safetensors=True, local_files_only=True,
         ).to(gpu.device(config))
         self._pipe.set_progress_bar_config(disable=True)
+        self._device = gpu.device(config)
+        self.ladder: list[str] = []
         log.info("loaded %s in %.1f s", config.animator.model, time.perf_counter() - started)
 
     def animate(self, image: Image.Image, motion: MotionParams, seed: int) -> list[Image.Image]:
-        """`config.animator.frames` frames at the animator's size; the keyframe is cover-scaled and centred."""
+        """`config.animator.frames` frames at the animator's size; the keyframe is cover-scaled and centred.
+
+        Out of GPU memory, it walks a ladder instead of failing (each rung is kept in `self.ladder` for the
+        manifest): denoising retries with model CPU offload, then forward chunking, then — only with
+        `gpu.allow_degrade` — half the frames; decoding retries with half the decode chunk down to 1 frame.
+        The latents are kept between the two, so a decode failure never re-runs the denoising.
+        """
         animator = self._config.animator
         size = (animator.width, animator.height)
         started = time.perf_counter()
-        frames = self._pipe(
-            ImageOps.fit(image.convert("RGB"), size, method=Image.Resampling.LANCZOS),
-            width=animator.width,
-            height=animator.height,
-            num_frames=animator.frames,
-            num_inference_steps=animator.steps,
-            min_guidance_scale=animator.min_guidance,
-            max_guidance_scale=animator.max_guidance,
-            fps=motion.fps,
-            motion_bucket_id=motion.motion_bucket_id,
-            noise_aug_strength=motion.noise_aug_strength,
-            decode_chunk_size=animator.decode_chunk_size,
-            generator=gpu.generator(seed),
-        ).frames[0]
-        log.debug("animated %d frames at %dx%d in %.2f s", len(frames), *size, time.perf_counter() - started)
-        return frames
+        keyframe = ImageOps.fit(image.convert("RGB"), size, method=Image.Resampling.LANCZOS)
+        frames = animator.frames
+        denoise_rungs = ["cpu offload", "forward chunking"] + (["half the frames"] if self._config.gpu.allow_degrade else [])
+        while True:
+            try:
+                faults.check("animator")
+                latents = self._pipe(
+                    keyframe,
+                    width=animator.width,
+                    height=animator.height,
+                    num_frames=frames,
+                    num_inference_steps=animator.steps,
+                    min_guidance_scale=animator.min_guidance,
+                    max_guidance_scale=animator.max_guidance,
+                    fps=motion.fps,
+                    motion_bucket_id=motion.motion_bucket_id,
+                    noise_aug_strength=motion.noise_aug_strength,
+                    generator=gpu.generator(seed),
+                    output_type="latent",
+                ).frames
+                break
+            except Exception as exc:
+                if not gpu.is_oom(exc) or not denoise_rungs:
+                    raise self._exhausted(exc) if gpu.is_oom(exc) else exc
+                rung = denoise_rungs.pop(0)
+                gpu.free_memory()
+                if rung == "cpu offload" and self._device == "cuda":
+                    self._pipe.enable_model_cpu_offload()
+                elif rung == "forward chunking":
+                    self._pipe.unet.enable_forward_chunking()
+                elif rung == "half the frames":
+                    frames = max(2, frames // 2)
+                self._step(f"denoise out of memory: {rung}")
+
+        # The pipeline upcasts an fp16 VAE for encoding and casts it back only when it decodes itself.
+        self._pipe.vae.to(dtype=self._pipe.unet.dtype)
+        chunk = animator.decode_chunk_size
+        while True:
+            try:
+                faults.check("decode")
+                with torch.no_grad():
+                    video = self._pipe.decode_latents(latents, frames, chunk)
+                break
+            except Exception as exc:
+                if not gpu.is_oom(exc) or chunk == 1:
+                    raise self._exhausted(exc) if gpu.is_oom(exc) else exc
+                chunk = max(1, chunk // 2)
+                gpu.free_memory()
+                self._step(f"decode out of memory: decode_chunk_size {chunk}")
+        result = self._pipe.video_processor.postprocess_video(video=video, output_type="pil")[0]
+        log.debug("animated %d frames at %dx%d in %.2f s", len(result), *size, time.perf_counter() - started)
+        return result
+
+    def take_ladder(self) -> list[str]:
+        """The OOM-ladder steps taken since the last call (recorded in the manifest by the stage)."""
+        steps, self.ladder = self.ladder, []
+        return steps
+
+    def _step(self, what: str) -> None:
+        log.warning("animator %s", what)
+        self.ladder.append(what)
+
+    def _exhausted(self, exc: BaseException) -> ResourceError:
+        gpu.free_memory()
+        return ResourceError(
+            f"out of GPU memory while animating after {', '.join(self.ladder) or 'no recovery steps'} "
+            f"({exc}); free the GPU or use --profile lowvram (or --set gpu.allow_degrade=true), then resume"
+        )
 
     def close(self) -> None:
         del self._pipe

@@ -4,8 +4,8 @@ This module owns what every director kind shares: prompt templates (data files i
 the JSON schema handed to the constrained decoder, the bounded retry loop with the validation error fed
 back, and the raw-reply log (`logs/director.jsonl`). A kind only implements `_complete`: send messages
 with a schema, return the text and finish reason. Kinds: `transformers` (in-process, xgrammar),
-`openai` (any OpenAI-compatible server), `vllm` (in-process vLLM). Model output is parsed with `json.loads`
-and validated; it is never evaluated or scraped.
+`openai` (any OpenAI-compatible server), `vllm` (in-process vLLM). Model output is parsed as strict JSON
+and validated by pydantic; it is never evaluated or scraped.
 """
 
 from __future__ import annotations
@@ -110,17 +110,22 @@ class Director:
             result = None
             if reply.finish_reason == "length":
                 problem = f"the reply was cut off at max_new_tokens={self.config.max_new_tokens}"
+            elif reply.finish_reason == "refusal":
+                problem = "the reply was a refusal"
             elif not reply.text.strip():
                 problem = "the reply was empty"
             else:
                 try:
-                    result = output.model_validate(json.loads(reply.text))
-                except json.JSONDecodeError as exc:
-                    problem = f"the reply is not valid JSON: {exc}"
+                    # pydantic's own JSON parser: strict JSON, bounded nesting, no RecursionError on "[[[[..."
+                    result = output.model_validate_json(reply.text)
                 except ValidationError as exc:
-                    problem = "the reply does not fit the schema: " + "; ".join(
-                        f"{'.'.join(str(p) for p in e['loc']) or 'reply'}: {e['msg']}" for e in exc.errors()[:5]
-                    )
+                    errors = exc.errors()
+                    if errors[0]["type"] == "json_invalid":
+                        problem = f"the reply is not valid JSON: {errors[0]['msg']}"
+                    else:
+                        problem = "the reply does not fit the schema: " + "; ".join(
+                            f"{'.'.join(str(p) for p in e['loc']) or 'reply'}: {e['msg']}" for e in errors[:5]
+                        )
             self._log(task, attempt, reply, problem, time.perf_counter() - started)
             if result is not None:
                 return result

@@ -1,0 +1,83 @@
+"""The animator's out-of-memory ladder, driven by injected OOM errors (ANIMAGENT_FAULT) on the tiny SVD."""
+
+from __future__ import annotations
+
+import pytest
+from PIL import Image
+
+from animagent import faults
+from animagent.config import Config
+from animagent.errors import ResourceError
+
+
+def _config(root, allow_degrade=False) -> Config:
+    return Config(
+        device="cpu", dtype="float32", weights={"flavor": "tiny", "root": str(root)},
+        animator={"width": 64, "height": 64, "frames": 4, "steps": 2, "decode_chunk_size": 4},
+        gpu={"allow_degrade": allow_degrade},
+    )
+
+
+@pytest.fixture
+def animator(tiny_model, monkeypatch):
+    from animagent.backends.animator_svd import SVDAnimator
+
+    tiny_model("svd_xt")
+    made = []
+
+    def make(fault: str, allow_degrade: bool = False):
+        monkeypatch.setenv("ANIMAGENT_FAULT", fault)
+        faults._passes.clear()
+        a = SVDAnimator(_config(tiny_model.root, allow_degrade), tiny_model.root)
+        calls = {"denoise": 0}
+        pipe_call = type(a._pipe).__call__
+
+        def counting(self, *args, **kwargs):
+            calls["denoise"] += 1
+            return pipe_call(self, *args, **kwargs)
+
+        monkeypatch.setattr(type(a._pipe), "__call__", counting)
+        made.append(a)
+        return a, calls
+
+    yield make
+    for a in made:
+        a.close()
+
+
+def _animate(a):
+    from animagent.backends.animator_svd import MOTION_TABLE
+
+    return a.animate(Image.new("RGB", (64, 64), "orange"), MOTION_TABLE["gentle"], 7)
+
+
+def test_decode_oom_never_re_denoises(animator):
+    a, calls = animator("oom@decode:1,oom@decode:2")
+    frames = _animate(a)
+    assert len(frames) == 4
+    assert calls["denoise"] == 1
+    assert a.take_ladder() == ["decode out of memory: decode_chunk_size 2", "decode out of memory: decode_chunk_size 1"]
+
+
+def test_denoise_oom_walks_the_ladder_in_order(animator):
+    a, calls = animator("oom@animator:1,oom@animator:2")
+    assert len(_animate(a)) == 4
+    assert calls["denoise"] == 1  # the injected errors strike before the pipeline runs
+    assert a.take_ladder() == ["denoise out of memory: cpu offload", "denoise out of memory: forward chunking"]
+
+
+def test_degrading_only_when_allowed(animator):
+    a, _ = animator("oom@animator:1,oom@animator:2,oom@animator:3")
+    with pytest.raises(ResourceError, match="allow_degrade"):
+        _animate(a)
+    b, _ = animator("oom@animator:1,oom@animator:2,oom@animator:3", allow_degrade=True)
+    assert len(_animate(b)) == 2
+    assert b.take_ladder()[-1] == "denoise out of memory: half the frames"
+
+
+def test_other_errors_are_not_swallowed(animator, monkeypatch):
+    a, _ = animator("")
+    monkeypatch.setattr(type(a._pipe), "decode_latents", lambda *args: (_ for _ in ()).throw(ValueError("bug")))
+    with pytest.raises(ValueError, match="bug"):
+        _animate(a)
+    assert a.take_ladder() == []
