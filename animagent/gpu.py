@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from animagent.config import Config
-from animagent.errors import InputError
+from animagent.errors import InputError, MissingError
 
 if TYPE_CHECKING:
     import torch
@@ -17,7 +17,11 @@ if TYPE_CHECKING:
 
 def device(config: Config) -> str:
     import torch
+    from packaging.version import Version
 
+    if Version(torch.__version__.split("+")[0]) < Version("2.6"):
+        # weights_only loading is only a defence from torch 2.6 on (CVE-2025-32434)
+        raise MissingError(f"animagent needs torch >= 2.6, found {torch.__version__}; upgrade torch")
     name = config.device
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
