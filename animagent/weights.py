@@ -13,6 +13,7 @@ Nothing here contacts a hub unless `pull` is called.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -188,6 +189,14 @@ MODELS: dict[str, ModelSpec] = {
             "none declared (OpenAI CLIP)",
             "embedder: CLIP ViT-L/14 (identity, CLIP-T, memory)",
         ),
+        ModelSpec(
+            "dinov2_base",
+            "facebook/dinov2-base",
+            "f9e44c814b77203eaa57a6bdbbd535f21ede1415",
+            _files(("config.json", 548), ("model.safetensors", 346345912), "preprocessor_config.json"),
+            "apache-2.0",
+            "embedder: DINOv2 features for subject consistency (VBench-style)",
+        ),
     )
 }
 
@@ -231,7 +240,11 @@ def fix_command(flavor: Flavor, root: Path, profile: str) -> str:
 
 
 def ensure_present(config: Config) -> Path:
-    """Raise MissingError naming the first missing model of the config and the command that fetches it."""
+    """Raise MissingError naming the first missing model of the config and the command that fetches it.
+
+    Real weights are also checked against the registry's sha256 before anything deserialises them (once per
+    file: the result is remembered by size and mtime in `.verified.json` inside the model folder).
+    """
     root = config.weights_root()
     for name in required_models(config):
         bad = missing_files(root, name, config.weights.flavor)
@@ -241,29 +254,37 @@ def ensure_present(config: Config) -> Path:
                 f"{model_dir(root, name, config.weights.flavor)} ({bad[0]}{' ...' if len(bad) > 1 else ''}); "
                 f"run: {fix_command(config.weights.flavor, root, config.profile)}"
             )
+        if config.weights.flavor == "real":
+            verify_hashes(root, name)
     return root
 
 
-def pull(root: Path, names: list[str], on_file: Callable[[str, str, int], None] | None = None) -> None:
-    """Download exactly the registry files of `names` into `<root>/real/`, resuming partial downloads.
+def verify_hashes(root: Path, name: str) -> None:
+    """Check every file of a real model whose sha256 the registry pins; MissingError on a mismatch."""
+    from animagent.runfolder import sha256_file
 
-    `on_file(model, path, bytes)` is called after each file, for progress display. Sizes are checked.
-    """
-    from huggingface_hub import hf_hub_download
-
-    for name in names:
-        model = spec(name)
-        folder = model_dir(root, name, "real")
-        for f in model.files:
-            target = folder / f.path
-            if not (target.is_file() and (f.size is None or target.stat().st_size == f.size)):
-                log.info("downloading %s/%s", model.repo_id, f.path)
-                hf_hub_download(model.repo_id, f.path, revision=model.revision, local_dir=folder)
-            size = target.stat().st_size
-            if f.size is not None and size != f.size:
-                raise MissingError(f"{model.repo_id}/{f.path}: downloaded {size} bytes, expected {f.size}")
-            if on_file is not None:
-                on_file(name, f.path, size)
+    folder = model_dir(root, name, "real")
+    record_path = folder / ".verified.json"
+    verified = json.loads(record_path.read_text()) if record_path.is_file() else {}
+    changed = False
+    for f in spec(name).files:
+        if f.sha256 is None:
+            continue
+        stat = (folder / f.path).stat()
+        stamp = [stat.st_size, stat.st_mtime_ns, f.sha256]
+        if verified.get(f.path) == stamp:
+            continue
+        log.info("checking sha256 of %s/%s", spec(name).repo_id, f.path)
+        actual = sha256_file(folder / f.path)
+        if actual != f.sha256:
+            raise MissingError(
+                f"{folder / f.path} has sha256 {actual[:16]}..., the registry pins {f.sha256[:16]}...; "
+                f"delete it and run: animagent weights pull --dir {root}"
+            )
+        verified[f.path] = stamp
+        changed = True
+    if changed:
+        record_path.write_text(json.dumps(verified, indent=1, sort_keys=True))
 
 
 def make_tiny(root: Path) -> dict[str, Path]:

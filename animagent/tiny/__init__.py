@@ -33,6 +33,7 @@ BUILDERS: dict[str, Callable[[Path], None]] = {
     "qwen2_5_vl_7b": _lazy("director", "build_qwen2_5_vl"),
     "sam_vit_h": _lazy("vision", "build_sam"),
     "clip_vit_l": _lazy("vision", "build_clip"),
+    "dinov2_base": _lazy("dino", "build_dinov2"),
 }
 
 
