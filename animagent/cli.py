@@ -318,14 +318,16 @@ def doctor(profile: str = ProfileOpt, dir_: Optional[Path] = DirOpt) -> None:
             missing = missing_files(root, name, flavor)
             if missing:
                 problems += 1
-                out.print(f"  [red]missing[/red]  {name:<24} {spec(name).repo_id}  fix: {fix_command(flavor, root, profile)}")
+                fix = fix_command(flavor, root, profile)
+                out.print(f"  [red]missing[/red]  {name:<24} {spec(name).repo_id}  fix: {fix}")
             else:
                 out.print(f"  [green]present[/green]  {name:<24} {model_dir(root, name, flavor)}")
         import torch
 
         if torch.cuda.is_available():
             free, total = torch.cuda.mem_get_info()
-            out.print(f"  [green]gpu[/green]      {torch.cuda.get_device_name()} ({free / 2**30:.0f} of {total / 2**30:.0f} GiB free)")
+            gib = f"{free / 2**30:.0f} of {total / 2**30:.0f} GiB free"
+            out.print(f"  [green]gpu[/green]      {torch.cuda.get_device_name()} ({gib})")
         elif cfg.device in ("auto", "cuda") and profile != "tiny":
             problems += 1
             out.print("  [yellow]no gpu[/yellow]   torch sees no CUDA GPU; only the tiny profile is practical here")

@@ -57,7 +57,9 @@ class DirectorConfig(_Section):
     )
     # openai kind (any OpenAI-compatible server, `vllm serve` first of all)
     base_url: str = Field(
-        "http://127.0.0.1:8000/v1", pattern=r"^https?://[^\s/]+", description="chat-completions server of the openai kind"
+        "http://127.0.0.1:8000/v1",
+        pattern=r"^https?://[^\s/]+",
+        description="chat-completions server of the openai kind",
     )
     api_key: str | None = Field(None, description="bearer token; default $ANIMAGENT_DIRECTOR_API_KEY")
     model: str | None = Field(None, description="served model name; default the weights' Hub repo id")
@@ -87,14 +89,65 @@ class PainterConfig(_Section):
     negative_prompt: str = "blurry, deformed, extra limbs, text, watermark, low quality"
 
 
+# Images one director prompt may carry: equal to backends/director_vllm.MAX_IMAGES_PER_PROMPT, which vLLM
+# reserves memory for (a test keeps the two equal). Bounds the candidates and frames shown in one question.
+MAX_DIRECTOR_IMAGES = 8
+
+
 class CastConfig(_Section):
     width: int = Field(1024, ge=64, le=2048, multiple_of=8)
     height: int = Field(1024, ge=64, le=2048, multiple_of=8)
+    candidates: int = Field(
+        4, ge=1, le=MAX_DIRECTOR_IMAGES, description="images drawn per character and per setting; the director picks"
+    )
+    library: str | None = Field(
+        None, description="cast library folder; default $ANIMAGENT_HOME/cast, else ~/.local/share/animagent/cast"
+    )
+
+
+class DrawConfig(_Section):
+    candidates: int = Field(4, ge=1, le=16, description="keyframe candidates per shot, drawn in one batch")
+
+
+class ReviewConfig(_Section):
+    identity_threshold: float = Field(
+        0.8, ge=-1.0, le=1.0,
+        description="cosine of a character's masked crop to its memory below which the character is repaired",
+    )
+    max_rounds: int = Field(2, ge=0, le=4, description="repair rounds per keyframe candidate")
+    repair_strength: float = Field(0.9, gt=0.0, le=1.0, description="inpainting strength of a repair")
+
+
+class EmbedderConfig(_Section):
+    clip: str = Field("clip_vit_l", description="CLIP (registry name): identity memory, CLIP-T, background consistency")
+    dino: str = Field("dinov2_base", description="DINOv2 (registry name): subject consistency of clip candidates")
+
+
+class SegmenterConfig(_Section):
+    kind: Literal["sam", "segment_anything"] = Field(
+        "sam", description="sam: transformers SamModel; segment_anything: the original package and a .pth checkpoint"
+    )
+    model: str = Field("sam_vit_h", description="registry name of the transformers SAM (kind sam)")
+    checkpoint: str | None = Field(
+        None, description="an official sam_vit_{h,l,b}_*.pth file (kind segment_anything); checked by sha256"
+    )
+
+    @model_validator(mode="after")
+    def _checkpoint_for_segment_anything(self) -> SegmenterConfig:
+        if self.kind == "segment_anything" and self.checkpoint is None:
+            raise ValueError("segmenter.kind segment_anything needs segmenter.checkpoint (a sam_vit_*.pth file)")
+        return self
+
+
+# The motion model each animator kind loads (registry names): a kind with another model's weights cannot load.
+ANIMATOR_MODELS = {"svd": "svd_xt", "animatediff": "animatediff_sdxl"}
 
 
 class AnimatorConfig(_Section):
-    kind: Literal["svd"] = "svd"
-    model: str = "svd_xt"
+    kind: Literal["svd", "animatediff"] = Field(
+        "svd", description="svd: image-to-video; animatediff: SDXL text-to-video held to the keyframe by IP-Adapter"
+    )
+    model: str = Field("svd_xt", description="svd_xt for kind svd, animatediff_sdxl for kind animatediff")
     width: int = Field(1024, ge=64, le=2048, multiple_of=8)
     height: int = Field(576, ge=64, le=2048, multiple_of=8)
     frames: int = Field(25, ge=2, le=64)
@@ -102,6 +155,25 @@ class AnimatorConfig(_Section):
     min_guidance: float = Field(1.0, ge=1.0, le=10.0)
     max_guidance: float = Field(3.0, ge=1.0, le=10.0)
     decode_chunk_size: int = Field(8, ge=1, le=64)
+    candidates: int = Field(3, ge=1, le=8, description="clip candidates per shot, one seed each")
+    top_k: int = Field(2, ge=1, le=8, description="best-scored candidates the director chooses among")
+    frames_shown: int = Field(3, ge=1, le=8, description="frames of each top-k candidate the director sees")
+    keyframe_scale: float = Field(
+        0.7, ge=0.0, le=1.0, description="animatediff: IP-Adapter scale of the keyframe (holds identity)"
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> AnimatorConfig:
+        if self.model != ANIMATOR_MODELS[self.kind]:
+            raise ValueError(f"animator.kind {self.kind} needs animator.model={ANIMATOR_MODELS[self.kind]}")
+        if self.top_k > self.candidates:
+            raise ValueError(f"animator.top_k ({self.top_k}) exceeds animator.candidates ({self.candidates})")
+        if self.top_k * self.frames_shown > MAX_DIRECTOR_IMAGES:
+            raise ValueError(
+                f"animator.top_k × frames_shown ({self.top_k * self.frames_shown}) exceeds the "
+                f"{MAX_DIRECTOR_IMAGES} images one director question may carry"
+            )
+        return self
 
 
 class GpuConfig(_Section):
@@ -127,9 +199,23 @@ class Config(_Section):
     director: DirectorConfig = DirectorConfig()
     cast: CastConfig = CastConfig()
     painter: PainterConfig = PainterConfig()
+    draw: DrawConfig = DrawConfig()
+    review: ReviewConfig = ReviewConfig()
+    embedder: EmbedderConfig = EmbedderConfig()
+    segmenter: SegmenterConfig = SegmenterConfig()
     animator: AnimatorConfig = AnimatorConfig()
     assemble: AssembleConfig = AssembleConfig()
     gpu: GpuConfig = GpuConfig()
+
+    @model_validator(mode="after")
+    def _director_images(self) -> Config:
+        # A keyframe verdict shows the keyframe and the reference sheet of every character in the shot.
+        if self.limits.max_characters + 1 > MAX_DIRECTOR_IMAGES:
+            raise ValueError(
+                f"limits.max_characters ({self.limits.max_characters}) leaves no room for the keyframe among the "
+                f"{MAX_DIRECTOR_IMAGES} images one director question may carry"
+            )
+        return self
 
     def weights_root(self) -> Path:
         """`weights.root`, else $ANIMAGENT_WEIGHTS, else ./weights (the rule `weights pull|make-tiny` share)."""

@@ -11,6 +11,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_home(tmp_path_factory) -> Path:
+    """$ANIMAGENT_HOME for the whole session, CLI subprocesses included: the cast library starts empty."""
+    home = tmp_path_factory.mktemp("animagent-home")
+    os.environ["ANIMAGENT_HOME"] = str(home)
+    return home
+
+
 @pytest.fixture(scope="session")
 def tiny_root(tmp_path_factory) -> Path:
     """A weights root whose tiny/ tree is filled lazily by `tiny_model`."""
@@ -21,7 +29,7 @@ def tiny_root(tmp_path_factory) -> Path:
 def tiny_model(tiny_root):
     """tiny_model(name) -> folder of that registry model's tiny weights (built once per session)."""
     from animagent import tiny
-    from animagent.weights import MODELS, model_dir
+    from animagent.weights import model_dir
 
     built: dict[str, Path] = {}
 

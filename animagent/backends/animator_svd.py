@@ -74,7 +74,9 @@ class SVDAnimator:
         started = time.perf_counter()
         keyframe = ImageOps.fit(image.convert("RGB"), size, method=Image.Resampling.LANCZOS)
         frames = animator.frames
-        denoise_rungs = ["cpu offload", "forward chunking"] + (["half the frames"] if self._config.gpu.allow_degrade else [])
+        denoise_rungs = ["cpu offload", "forward chunking"]
+        if self._config.gpu.allow_degrade:
+            denoise_rungs.append("half the frames")
         while True:
             try:
                 faults.check("animator")

@@ -41,7 +41,8 @@ def assemble(
         ]
         with run.writing(FILM) as film_tmp, run.writing(SUBTITLES) as srt_tmp:
             video.write_film(shots, film_tmp, srt_tmp, fps=fps, crf=config.assemble.crf, preset=config.assemble.preset)
-        board = storyboard(script, [run.read_image(k.image) for k in keyframes], keyframes, config.assemble.storyboard_tile)
+        images = [run.read_image(k.image) for k in keyframes]
+        board = storyboard(script, images, keyframes, config.assemble.storyboard_tile)
         run.write_image(STORYBOARD, board)
         run.record(step, key, [FILM, SUBTITLES, STORYBOARD], time.perf_counter() - started)
     progress("assemble", 1, 1)

@@ -24,7 +24,9 @@ def read_story(path: Path, limits: LimitsConfig) -> str:
         raise InputError(f"story file not found: {path}")
     size = path.stat().st_size
     if size > limits.max_story_bytes:
-        raise InputError(f"story {path} is {size} bytes; the limit is {limits.max_story_bytes} (limits.max_story_bytes)")
+        raise InputError(
+            f"story {path} is {size} bytes; the limit is {limits.max_story_bytes} (limits.max_story_bytes)"
+        )
     data = path.read_bytes()
     try:
         text = data.decode("utf-8")

@@ -9,8 +9,6 @@ the loading code is the product's own. Builders import torch lazily; `build_all`
 from __future__ import annotations
 
 from pathlib import Path
-
-
 from typing import Callable
 
 
