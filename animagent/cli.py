@@ -114,6 +114,11 @@ def _render(make: Callable[[Callable], object], run_dir: Path) -> object:
     # Runs never contact a hub: backends also pass local_files_only=True.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     _setup_logging(run_dir / "logs" / "animagent.log")
+    import diffusers
+    import transformers
+
+    diffusers.utils.logging.disable_progress_bar()  # model loading bars would tear through ours
+    transformers.utils.logging.disable_progress_bar()
     bars = _StageBars()
     with bars.progress:
         return make(bars)
