@@ -2,7 +2,8 @@
 
 This module owns what every director kind shares: prompt templates (data files in `animagent/prompts/`),
 the JSON schema handed to the constrained decoder, the bounded retry loop with the validation error fed
-back, and the raw-reply log (`logs/director.jsonl`). A kind only implements `_complete`: send messages
+back, the raw-reply log (`logs/director.jsonl`), and the conversion of grounding boxes from the model's
+convention (`director.box_convention`) to our image. A kind only implements `_complete`: send messages
 with a schema, return the text and finish reason. Kinds: `transformers` (in-process, xgrammar),
 `openai` (any OpenAI-compatible server), `vllm` (in-process vLLM). Model output is parsed as strict JSON
 and validated by pydantic; it is never evaluated or scraped.
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from animagent.artifacts import Box
 from animagent.config import Config, DirectorConfig
 from animagent.errors import DirectorOutputError, InputError
 
@@ -34,6 +36,10 @@ M = TypeVar("M", bound=BaseModel)
 # Free text may not hold control characters, quotes or backslashes: constrained decoders then cannot emit
 # raw control bytes (strict json.loads rejects them) and the length bound lives inside the pattern.
 _TEXT_PATTERN = '^[^\\x00-\\x1f"\\\\]{%d,%d}$'
+_OPEN_TEXT_PATTERN = '^[^\\x00-\\x1f"\\\\]+$'
+# xgrammar (also vLLM's structured-output backend) cannot compile a repeat count above 128: a longer field
+# keeps an open-ended pattern, and its length is enforced by validation and max_new_tokens instead.
+_MAX_REPEAT = 128
 
 
 @dataclass(frozen=True)
@@ -61,15 +67,16 @@ def render_prompt(task: str, variables: Mapping[str, str]) -> str:
 
 
 def constrained_schema(model: type[BaseModel], max_field_chars: int) -> dict[str, Any]:
-    """The model's JSON schema with every free-text field bounded by a pattern of at most `max_field_chars`."""
+    """The model's JSON schema with every free-text field bounded by a pattern of at most `max_field_chars`
+    (up to the decoder's repeat limit; beyond it validation bounds the length)."""
     schema = copy.deepcopy(model.model_json_schema())
 
     def visit(node: Any) -> None:
         if isinstance(node, dict):
             if node.get("type") == "string" and "enum" not in node and "const" not in node and "pattern" not in node:
                 upper = min(node.pop("maxLength", max_field_chars), max_field_chars)
-                lower = min(node.pop("minLength", 1), upper)
-                node["pattern"] = _TEXT_PATTERN % (lower, upper)
+                lower = max(1, min(node.pop("minLength", 1), upper))
+                node["pattern"] = _TEXT_PATTERN % (lower, upper) if upper <= _MAX_REPEAT else _OPEN_TEXT_PATTERN
             for value in node.values():
                 visit(value)
         elif isinstance(node, list):
@@ -178,3 +185,21 @@ def make_director(config: Config, log_path: Path) -> Director:
     from animagent.backends.director_vllm import VLLMDirector
 
     return VLLMDirector(config, log_path)
+
+
+def grounding_frame(convention: str, sent_size: tuple[int, int]) -> tuple[int, int]:
+    """The largest x and y a grounding box may hold: Qwen2.5-VL answers in absolute pixels of the image as the
+    model saw it (`sent_size`: the caller sends images already at `director_size`, so no resize happens),
+    Qwen3-VL on a 0-1000 grid of the image (ecosystem.md §2.7)."""
+    return (1000, 1000) if convention == "qwen3" else sent_size
+
+
+def grounding_box(bbox: Sequence[int], convention: str, sent_size: tuple[int, int]) -> Box | None:
+    """A director's grounding box (x1, y1, x2, y2 in `grounding_frame`) as fractions of the image, corners in any
+    order; None when it encloses no area. Box.to_pixels then gives it in the pixels of our own image."""
+    max_x, max_y = grounding_frame(convention, sent_size)
+    x_a, x_b = sorted((min(bbox[0], max_x) / max_x, min(bbox[2], max_x) / max_x))
+    y_a, y_b = sorted((min(bbox[1], max_y) / max_y, min(bbox[3], max_y) / max_y))
+    if x_b <= x_a or y_b <= y_a:
+        return None
+    return Box(x0=x_a, y0=y_a, x1=x_b, y1=y_b)
