@@ -1,4 +1,5 @@
-"""Typed artifacts that cross stage boundaries: the script, the cast, keyframes, clips and the film.
+"""Typed artifacts that cross stage boundaries: the script, the cast, candidates, keyframes with their verdicts,
+clips with their reviews, and the film.
 
 Every artifact is a frozen pydantic model saved as JSON in the run folder. Media are referenced by paths
 relative to the run folder; cross-references use slug ids (`mira`, `s02_k1`). Boxes are fractions of the
@@ -23,6 +24,10 @@ StyleClass = Literal["anime", "illustration", "origami", "oil painting", "realis
 # The closed motion set the director picks from; animate maps each to animator parameters (one table).
 Motion = Literal["still", "gentle", "moderate", "lively", "intense"]
 Camera = Literal["wide shot", "medium shot", "close-up", "low angle", "high angle", "over the shoulder"]
+# A visible flaw the director may report in a keyframe: a closed set, so verdicts can be counted and compared.
+Distortion = Literal[
+    "extra limbs", "malformed hands", "malformed face", "merged bodies", "garbled text", "melted shapes"
+]
 
 _WINDOWS_RESERVED = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)), *(f"lpt{i}" for i in range(10))}
 
@@ -149,11 +154,56 @@ class Script(Artifact):
         return next(s for s in self.settings if s.id == setting_id)
 
 
+class Pick(Artifact):
+    """A choice among candidates: the winning index, who decided, and the director's stated reason."""
+
+    chosen: int = Field(ge=0)
+    candidates: int = Field(ge=1)
+    by: Literal["director", "only candidate"]
+    reason: str = ""
+
+    @model_validator(mode="after")
+    def _in_range(self) -> Pick:
+        if self.chosen >= self.candidates:
+            raise ValueError(f"chosen {self.chosen} is not one of {self.candidates} candidates")
+        return self
+
+
+class Reference(Artifact):
+    """An image a keyframe was conditioned on through IP-Adapter: how strongly, where, and through which layers."""
+
+    image: RelPath
+    scale: float = Field(ge=0.0, le=1.0)
+    box: Box | None = Field(None, description="the IP-Adapter mask; None = the whole frame")
+    layers: Literal["all", "style"] = Field(description="style: InstantStyle's style block only")
+
+
+class Candidates(Artifact):
+    """Images drawn for one item (a character, a setting or a shot) from one prompt, one seed each."""
+
+    item: Slug
+    prompt: str
+    prompt_2: str | None = Field(None, description="SDXL's second text encoder's prompt; None = the same prompt")
+    seeds: tuple[int, ...] = Field(min_length=1)
+    images: tuple[RelPath, ...] = Field(min_length=1)
+    references: tuple[Reference, ...] = ()
+
+    @model_validator(mode="after")
+    def _one_seed_per_image(self) -> Candidates:
+        if len(self.seeds) != len(self.images):
+            raise ValueError(f"{len(self.images)} images but {len(self.seeds)} seeds")
+        return self
+
+
 class CharacterSheet(Artifact):
     character: Slug
     image: RelPath
     prompt: str
     seed: int
+    alternates: tuple[RelPath, ...] = Field((), description="the other candidates (or library images), in memory")
+    pick: Pick | None = None
+    source: Literal["drawn", "library"] = "drawn"
+    appearance: str | None = Field(None, description="a library entry's description; replaces the script's in prompts")
 
 
 class SettingSheet(Artifact):
@@ -161,6 +211,8 @@ class SettingSheet(Artifact):
     image: RelPath
     prompt: str
     seed: int
+    alternates: tuple[RelPath, ...] = ()
+    pick: Pick | None = None
 
 
 class Cast(Artifact):
@@ -179,6 +231,60 @@ class Keyframe(Artifact):
     image: RelPath
     prompt: str
     seed: int
+    verdict: RelPath | None = Field(None, description="the review that chose this keyframe (a Verdict)")
+    base_description: str | None = Field(
+        None, description="DreamFactory's base description: what every later keyframe keeps (first shot only)"
+    )
+    context_description: str | None = Field(
+        None, description="DreamFactory's context description of this keyframe, for drawing the next shot"
+    )
+
+
+class CharacterCheck(Artifact):
+    """One character in one review round: where it was found, its mask, its identity score and the decision."""
+
+    character: Slug
+    seen: bool = Field(description="the director gave a box for it")
+    on_model: bool | None = Field(description="the director's judgment against its sheet; None when not seen")
+    director_box: Box | None = Field(description="the director's grounding box; None when absent or empty")
+    box: Box = Field(description="the box that was segmented: the director's, else the layout box")
+    box_source: Literal["director", "layout"]
+    mask: RelPath
+    mask_source: Literal["sam", "box"] = Field(description="box: SAM found nothing inside the box")
+    identity: float = Field(ge=-1.0, le=1.0, description="best cosine of the masked crop to its memory entries")
+    nearest: Slug = Field(description="the character of the nearest memory entry")
+    passed: bool = Field(description="identity >= review.identity_threshold")
+
+
+class ReviewRound(Artifact):
+    round: int = Field(ge=0)
+    image: RelPath
+    alignment: int = Field(ge=0, le=4, description="the director's text alignment")
+    distortions: tuple[Distortion, ...]
+    characters: tuple[CharacterCheck, ...]
+    repaired: tuple[Slug, ...] = Field(description="characters inpainted after this round, giving the next image")
+
+
+class CandidateReview(Artifact):
+    candidate: int = Field(ge=0)
+    seed: int
+    rounds: tuple[ReviewRound, ...] = Field(min_length=1)
+    identity_passed: bool = Field(description="every character of the last round passed")
+    verdict_score: int = Field(description="last round: alignment - distortions - characters judged off-model")
+    identity: float | None = Field(description="last round's lowest identity; None in a shot without characters")
+    clip_t: float = Field(ge=0.0, le=100.0, description="CLIP-T of the final image against the shot description")
+
+
+class Verdict(Artifact):
+    """The review of one shot's keyframe candidates: every round, score, box, mask and the choice."""
+
+    shot: Slug
+    threshold: float
+    max_rounds: int
+    candidates: tuple[CandidateReview, ...] = Field(min_length=1)
+    ranking: tuple[int, ...] = Field(description="candidate indices, best first")
+    chosen: int
+    rule: str = Field(description="the ranking rule, in words")
 
 
 class Clip(Artifact):
@@ -187,6 +293,48 @@ class Clip(Artifact):
     frames: int = Field(ge=1)
     fps: int = Field(ge=1)
     seed: int
+    review: RelPath | None = Field(None, description="how this clip was chosen (a ClipReview)")
+
+
+class MotionChoice(Artifact):
+    shot: Slug
+    planned: Motion = Field(description="the script's motion")
+    motion: Motion = Field(description="the director's choice, having seen the keyframe")
+    reason: str
+    parameters: dict[str, float | int | str] = Field(description="the animator's settings for this motion")
+
+
+class ClipCandidates(Artifact):
+    """The clips rendered for one shot, one seed each; a later step scores them and picks one."""
+
+    shot: Slug
+    motion: Motion
+    clips: tuple[Clip, ...] = Field(min_length=1)
+
+
+class ClipCandidate(Artifact):
+    index: int = Field(ge=0)
+    video: RelPath
+    seed: int
+    subject_consistency: float
+    background_consistency: float
+    motion: float = Field(description="mean frame-to-frame change (0 = still)")
+    max_change_z: float
+    spike: bool = Field(description="a frame-to-frame change above the spike z-score (a flash, melt or jump)")
+    moves: bool = Field(description="it moves, or the chosen motion is still")
+
+
+class ClipReview(Artifact):
+    """How one shot's clip was chosen: candidates and their scores, the ranking, what the director saw and chose."""
+
+    shot: Slug
+    motion: Motion
+    candidates: tuple[ClipCandidate, ...] = Field(min_length=1)
+    ranking: tuple[int, ...]
+    shown: tuple[int, ...] = Field(description="the top-k candidates the director chose among, in the order shown")
+    pick: Pick
+    chosen: int
+    rule: str
 
 
 class Film(Artifact):

@@ -1,8 +1,11 @@
-"""The orchestrator. `Studio.run()` is the recipe: plan → cast → draw → animate → assemble, stage-major.
+"""The orchestrator. `Studio.run()` is the recipe: plan → cast → draw ⇄ review → animate → assemble.
 
-Stage-major, not shot-major: each heavy model loads once per pass and is released before the next model
-loads (the director plans everything, the painter draws every sheet and keyframe, the animator renders
-every clip). Backends load lazily, so a resumed run whose stages are finished loads nothing.
+Stage-major where the story allows it: each heavy model loads once per pass and is released when the next pass
+no longer needs it (the director plans everything; the painter draws every sheet's candidates, then the director
+picks them all; the animator renders every clip with the director released). Draw and review alternate shot by
+shot, because DreamFactory's keyframe iteration draws each shot with descriptions of the keyframes accepted
+before it, so during that pass the painter, the director, CLIP and SAM are all resident. Backends load lazily
+through zero-argument getters, so a resumed run whose steps are finished loads nothing.
 This module owns the order, the run folder's inputs (story.txt, config.yaml) and the backends' lifetimes;
 what each stage computes lives in animagent/stages/.
 """
@@ -21,7 +24,7 @@ from animagent.backends.director import Director, make_director
 from animagent.config import Config, load_config
 from animagent.errors import InputError
 from animagent.runfolder import RunFolder, step_key
-from animagent.stages import Progress, animate, assemble, cast, draw, plan
+from animagent.stages import Progress, animate, assemble, cast, draw, plan, review
 from animagent.weights import ensure_present, spec
 
 log = logging.getLogger(__name__)
@@ -43,6 +46,9 @@ class Studio:
         self.weights_root = config.weights_root()
         self._director: Director | None = None
         self._painter = None
+        self._embedder = None
+        self._segmenter = None
+        self._dino = None
         self._animator = None
 
     # --- the recipe ----------------------------------------------------------------------------------------
@@ -53,15 +59,18 @@ class Studio:
             try:
                 # 1. plan: the story becomes a validated script (director)
                 script = self.plan()
-                # 2. cast: a reference sheet per character and setting (painter)
+                # 2. cast: candidate sheets per character and setting, the director picks one of each; library
+                #    characters are reused (painter, director)
                 sheets = self.cast(script)
-                # 3. draw: a keyframe per shot, prompted with the sheets (painter)
+                # 3-4. draw and review, shot by shot: the sheets go into memory; each shot's candidates are
+                #    drawn, reviewed, repaired and one is chosen (painter, director, CLIP, SAM)
                 keyframes = self.draw(script, sheets)
                 self._release_painter()
-                # 4. animate: a clip per shot from its keyframe (animator)
+                self._release_segmenter()
+                # 5. animate: the director picks each shot's motion, the animator renders candidate clips, the
+                #    best-scored go to the director (director, animator, CLIP, DINOv2)
                 clips = self.animate(script, keyframes)
-                self._release_animator()
-                # 5. assemble: film.mp4 with subtitles, film.srt, storyboard.png
+                # 6. assemble: film.mp4 with subtitles, film.srt, storyboard.png
                 return self.assemble(script, keyframes, clips)
             finally:
                 self.close()
@@ -81,23 +90,51 @@ class Studio:
         script = plan.plan(story, self._get_director(), self.config)
         run.write_model(SCRIPT, script)
         run.record("plan", key, [SCRIPT], time.perf_counter() - started)
-        self._release_director()
+        self._release_director()  # the cast is drawn before the director is asked again
         self.progress("plan", 1, 1)
         return script
 
     def cast(self, script: Script) -> Cast:
-        models = self._models(self.config.painter.model, self.config.painter.vae)
-        return cast.cast(script, self.run_folder, self._get_painter, self.config, models, self.progress)
+        return cast.cast(script, self.run_folder, self._get_painter, self._get_director, self.config,
+                         self._painter_models(), self._director_models(), self.progress)
 
     def draw(self, script: Script, sheets: Cast) -> list[Keyframe]:
-        models = self._models(self.config.painter.model, self.config.painter.vae, self.config.painter.ip_adapter)
-        return draw.draw(script, sheets, self.run_folder, self._get_painter, self.config, models, self._takes(),
-                         self.progress)
+        """3-4. The keyframes, drawn and reviewed shot by shot in film order: DreamFactory's keyframe iteration
+        draws each shot with the base description of the first accepted keyframe and the context description of
+        the previous one, so a shot is reviewed before the next is drawn. The memory the review scores identity
+        against is made first, from `sheets`: the references the shots are drawn with."""
+        config, run = self.config, self.run_folder
+        memory = cast.remember(sheets, run, self._get_embedder, config, self._models(config.embedder.clip))
+        review_models = [*self._painter_models(), *self._director_models(),
+                         *self._models(config.embedder.clip, *self._segmenter_models())]
+        takes = self._takes()
+        shots = script.shots()
+        keyframes: list[Keyframe] = []
+        for n, shot in enumerate(shots):
+            self.progress("draw", n, len(shots))
+            candidates = draw.draw(script, sheets, shot, keyframes, run, self._get_painter, config,
+                                   self._painter_models(), takes)
+            keyframes.append(review.review(
+                script, sheets, shot, candidates, keyframes, run, director=self._get_director,
+                embedder=self._get_embedder, segmenter=self._get_segmenter, painter=self._get_painter,
+                memory=memory, config=config, models=review_models, takes=takes,
+            ))
+        self.progress("draw", len(shots), len(shots))
+        return keyframes
 
     def animate(self, script: Script, keyframes: list[Keyframe]) -> list[Clip]:
-        models = self._models(self.config.animator.model)
-        return animate.animate(script, keyframes, self.run_folder, self._get_animator, self.config, models,
-                               self._takes(), self.progress)
+        """5. The clips: motions (director), then candidate renders (animator, with the director released), then
+        scores and picks (CLIP, DINOv2, director)."""
+        config, run = self.config, self.run_folder
+        motions = animate.choose_motions(script, keyframes, run, self._get_director, config,
+                                         self._director_models(), self.progress)
+        self._release_director()
+        rendered = animate.render(script, keyframes, motions, run, self._get_animator, config,
+                                  self._animator_models(), self._takes(), self.progress)
+        self._release_animator()
+        return animate.choose_clips(script, rendered, run, self._get_embedder, self._get_dino, self._get_director,
+                                    config, [*self._models(config.embedder.clip, config.embedder.dino),
+                                             *self._director_models()], self._takes(), self.progress)
 
     def assemble(self, script: Script, keyframes: list[Keyframe], clips: list[Clip]) -> Film:
         return assemble.assemble(script, keyframes, clips, self.run_folder, self.config, self.progress)
@@ -105,10 +142,28 @@ class Studio:
     def _takes(self) -> Takes:
         return self.run_folder.read_model(TAKES, Takes) if self.run_folder.exists(TAKES) else Takes()
 
-    # --- backends, loaded on first use ---------------------------------------------------------------------
+    # --- model ids in step keys ----------------------------------------------------------------------------
 
     def _models(self, *names: str) -> list[list[str]]:
         return [[n, spec(n).repo_id, spec(n).revision, self.config.weights.flavor] for n in names]
+
+    def _painter_models(self) -> list[list[str]]:
+        painter = self.config.painter
+        return self._models(painter.model, painter.vae, painter.ip_adapter)
+
+    def _director_models(self) -> list[list[str]]:
+        return self._models(self.config.director.weights)
+
+    def _segmenter_models(self) -> list[str]:
+        # segment_anything's checkpoint is not a registry model: its path (config.segmenter) is in the review key
+        return [self.config.segmenter.model] if self.config.segmenter.kind == "sam" else []
+
+    def _animator_models(self) -> list[list[str]]:
+        if self.config.animator.kind == "svd":
+            return self._models(self.config.animator.model)
+        return [*self._models(self.config.animator.model), *self._painter_models()]
+
+    # --- backends, loaded on first use ---------------------------------------------------------------------
 
     def _get_director(self) -> Director:
         if self._director is None:
@@ -125,12 +180,46 @@ class Studio:
             self._painter = SDXLPainter(self.config, self.weights_root)
         return self._painter
 
-    def _get_animator(self):
-        if self._animator is None:
-            from animagent.backends.animator_svd import SVDAnimator
+    def _get_embedder(self):
+        if self._embedder is None:
+            from animagent.backends.embedder import ClipEmbedder
 
             ensure_present(self.config)
-            self._animator = SVDAnimator(self.config, self.weights_root)
+            self._embedder = ClipEmbedder(self.config, self.weights_root, self.config.embedder.clip)
+        return self._embedder
+
+    def _get_dino(self):
+        if self._dino is None:
+            from animagent.backends.embedder_dino import DinoEmbedder
+
+            ensure_present(self.config)
+            self._dino = DinoEmbedder(self.config, self.weights_root, self.config.embedder.dino)
+        return self._dino
+
+    def _get_segmenter(self):
+        if self._segmenter is None:
+            ensure_present(self.config)
+            if self.config.segmenter.kind == "sam":
+                from animagent.backends.segmenter_sam import SamSegmenter
+
+                self._segmenter = SamSegmenter(self.config, self.weights_root, self.config.segmenter.model)
+            else:
+                from animagent.backends.segmenter_segment_anything import SegmentAnythingSegmenter
+
+                self._segmenter = SegmentAnythingSegmenter(self.config, Path(self.config.segmenter.checkpoint))
+        return self._segmenter
+
+    def _get_animator(self):
+        if self._animator is None:
+            ensure_present(self.config)
+            if self.config.animator.kind == "svd":
+                from animagent.backends.animator_svd import SVDAnimator
+
+                self._animator = SVDAnimator(self.config, self.weights_root)
+            else:
+                from animagent.backends.animator_animatediff import AnimateDiffAnimator
+
+                self._animator = AnimateDiffAnimator(self.config, self.weights_root)
         return self._animator
 
     def _release_director(self) -> None:
@@ -143,15 +232,30 @@ class Studio:
             self._painter.close()
             self._painter = None
 
+    def _release_segmenter(self) -> None:
+        if self._segmenter is not None:
+            self._segmenter.close()
+            self._segmenter = None
+
     def _release_animator(self) -> None:
         if self._animator is not None:
             self._animator.close()
             self._animator = None
 
+    def _release_encoders(self) -> None:
+        if self._embedder is not None:
+            self._embedder.close()
+            self._embedder = None
+        if self._dino is not None:
+            self._dino.close()
+            self._dino = None
+
     def close(self) -> None:
         self._release_director()
         self._release_painter()
+        self._release_segmenter()
         self._release_animator()
+        self._release_encoders()
 
 
 # --- run folders -------------------------------------------------------------------------------------------
@@ -236,7 +340,10 @@ def resume(run_dir: str | Path, progress: Progress = _no_progress) -> Film:
 
 
 def rerender(run_dir: str | Path, shot_id: str, start: str = "draw", progress: Progress = _no_progress) -> Film:
-    """A fresh take of one shot from `start` ("draw": keyframe and clip; "animate": clip only), re-assembled."""
+    """A fresh take of one shot from `start` ("draw": keyframe and clip; "animate": clip only), re-assembled.
+
+    A new keyframe has a new context description, which the next shot is drawn with (keyframe iteration), so
+    "draw" also redraws the shots after it whose prompts change; "animate" touches this shot's clip only."""
     config = open_run(Path(run_dir))
     studio = Studio(config, Path(run_dir), progress)
     run = studio.run_folder

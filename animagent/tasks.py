@@ -3,17 +3,20 @@
 A task is (prompt template `animagent/prompts/<task>.md`, output model). Some output models are built per
 story so that the schema itself carries the story's facts: the script's characters and settings are enums
 of the ids planned earlier, durations an enum of allowed seconds, and presence of each character a required
-key (a box or null) — a reply can only reference what exists and can never name anything twice.
+key (a box or null) — a reply can only reference what exists and can never name anything twice; a pick's
+index is bounded by the number of candidates shown. Tasks: refine, style, script (plan); pick (cast images),
+clip_pick (top-k clips), verdict (a keyframe candidate), base and context (DreamFactory's keyframe iteration),
+motion (a shot's clip), keyframe_style (CSSC).
 This module owns the output shapes; prompts are data files and the retry loop is in backends/director.py.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model
 
-from animagent.artifacts import Camera, Motion, StyleClass
+from animagent.artifacts import Camera, Distortion, Motion, StyleClass
 from animagent.config import LimitsConfig
 
 
@@ -102,3 +105,72 @@ def script_output(character_ids: list[str], setting_ids: list[str], limits: Limi
         __base__=TaskOutput,
         scenes=(list[scene], Field(min_length=1, max_length=limits.max_scenes)),  # type: ignore[valid-type]
     )
+
+
+# --- pick: the best of N images (cast candidates; the top-k clips, shown as frames) ----------------------
+
+
+def pick_output(count: int) -> type[TaskOutput]:
+    """The reply to a choice among `count` candidates: an index that can only name one of them.
+
+    The reason comes first so the model states it before committing to a number."""
+    return create_model(
+        "ImagePick",
+        __base__=TaskOutput,
+        reason=(str, Field(max_length=200, description="why the chosen one is best, in a sentence")),
+        choice=(int, Field(ge=0, le=count - 1, description=f"the chosen candidate, 0 to {count - 1}")),
+    )
+
+
+# --- verdict: a keyframe candidate reviewed (Anim-Director's self-reflection) ----------------------------
+
+
+def verdict_output(character_ids: list[str], max_x: int, max_y: int) -> type[TaskOutput]:
+    """The verdict schema for one shot: every present character id is a required key holding where it is and
+    whether it is on-model, or null when it is not in the image. Box corners are bounded by the grounding frame
+    (`max_x`, `max_y`: the sent image's pixels for Qwen2.5-VL, 1000 for Qwen3-VL; director.grounding_frame)."""
+    x = Annotated[int, Field(ge=0, le=max_x)]
+    y = Annotated[int, Field(ge=0, le=max_y)]
+    located = create_model(
+        "Located",
+        __base__=TaskOutput,
+        bbox_2d=(tuple[x, y, x, y], Field(description="x1, y1, x2, y2 of the character in the first image")),
+        on_model=(bool, Field(description="true when it matches its reference sheet")),
+    )
+    present = create_model(
+        "PresentCharacters",
+        __base__=TaskOutput,
+        **{
+            f"c{i}": (located | None, Field(alias=cid, description=f"{cid} in the first image, or null if absent"))
+            for i, cid in enumerate(character_ids)
+        },
+    )
+    return create_model(
+        "KeyframeVerdict",
+        __base__=TaskOutput,
+        alignment=(int, Field(ge=0, le=4, description="0: unrelated to the shot text ... 4: shows all of it")),
+        characters=(present, ...),
+        distortions=(list[Distortion], Field(max_length=len(get_args(Distortion)))),
+    )
+
+
+# --- keyframe iteration (DreamFactory): base and context descriptions ---------------------------------------
+
+
+class KeyframeDescription(TaskOutput):
+    description: str = Field(max_length=300, description="a few sentences a painter can follow")
+
+
+# --- motion: the closed motion class of a shot's clip, chosen with the keyframe in view ---------------------
+
+
+class MotionDecision(TaskOutput):
+    reason: str = Field(max_length=200, description="what moves in the shot and how much")
+    motion: Motion
+
+
+# --- style class of a keyframe (DreamFactory's CSSC metric) -------------------------------------------------
+
+
+class KeyframeStyle(TaskOutput):
+    style_class: StyleClass

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from animagent.backends.director import Director, Message, Reply
 from animagent.config import DirectorConfig
@@ -33,13 +34,25 @@ class ScriptedDirector(Director):
     @staticmethod
     def _task_of(messages: list[Message]) -> str:
         text = messages[1].text
-        if text.startswith("Retell the story"):
-            return "refine"
-        if text.startswith("Choose the visual style"):
-            return "style"
-        if text.startswith("Write the shot list"):
-            return "script"
+        for start, task in _TASKS:
+            if text.startswith(start):
+                return task
         raise KeyError(text[:40])
+
+
+# The first words of each task's prompt template (animagent/prompts/<task>.md).
+_TASKS = (
+    ("Retell the story", "refine"),
+    ("Choose the visual style", "style"),
+    ("Write the shot list", "script"),
+    ("Choose the best of the", "pick"),
+    ("Choose the best of", "clip_pick"),
+    ("Review this keyframe", "verdict"),
+    ("This is the first keyframe", "base"),
+    ("This is the keyframe of the previous shot", "context"),
+    ("Choose how much motion", "motion"),
+    ("Classify the visual style", "keyframe_style"),
+)
 
 
 REFINED = {

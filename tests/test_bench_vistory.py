@@ -22,7 +22,9 @@ from animagent.bench_vistory import (
 from animagent.config import load_config
 from animagent.errors import InputError
 
-PIPELINE = ("qwen2_5_vl_7b", "sdxl_base", "sdxl_vae_fp16_fix", "ip_adapter_sdxl_vit_h", "svd_xt")
+# the review and the clip choice also embed (CLIP, DINOv2) and segment (SAM)
+PIPELINE = ("qwen2_5_vl_7b", "sdxl_base", "sdxl_vae_fp16_fix", "ip_adapter_sdxl_vit_h", "svd_xt", "clip_vit_l",
+            "sam_vit_h", "dinov2_base")
 
 
 def _shot(index, setting, characters, perspective="Medium shot, eye level", key="Characters Appearing"):

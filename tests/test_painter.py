@@ -1,4 +1,4 @@
-"""SDXLPainter on the tiny SDXL + fp16-fix VAE + IP-Adapter plus, on CPU."""
+"""SDXLPainter on the tiny SDXL + fp16-fix VAE + IP-Adapter plus (two instances), on CPU."""
 
 from __future__ import annotations
 
@@ -65,18 +65,26 @@ def calls(monkeypatch) -> list[dict]:
     return recorded
 
 
-def test_sketch_returns_the_requested_size(painter) -> None:
-    image = painter.sketch(PROMPT, 96, 64, seed=1)
-    assert image.size == (96, 64) and image.mode == "RGB"
+def test_sketch_returns_one_image_per_seed_at_the_requested_size(painter) -> None:
+    images = painter.sketch(PROMPT, 96, 64, [1, 2, 3])
+    assert [(i.size, i.mode) for i in images] == [((96, 64), "RGB")] * 3
+    assert not np.array_equal(_pixels(images[0]), _pixels(images[1]))
+
+
+def test_a_candidate_depends_on_its_seed_not_on_the_batch(painter) -> None:
+    batched = painter.sketch(PROMPT, 64, 64, [4, 5])
+    alone = painter.sketch(PROMPT, 64, 64, [5])[0]
+    # the same noise; batched convolutions may round the last bit differently
+    assert np.abs(_pixels(alone) - _pixels(batched[1])).max() <= 2
 
 
 def test_sketch_is_unchanged_by_loading_the_adapter(weights_root) -> None:
     from animagent.backends.painter_sdxl import Reference, SDXLPainter
 
     painter = SDXLPainter(_config(weights_root), weights_root)
-    before = painter.sketch(PROMPT, 64, 64, seed=3)
-    drawn = painter.draw(PROMPT, [Reference(_noise(0), 0.8)], 64, 64, seed=3)  # loads the adapter
-    after = painter.sketch(PROMPT, 64, 64, seed=3)
+    (before,) = painter.sketch(PROMPT, 64, 64, [3])
+    (drawn,) = painter.draw(PROMPT, [Reference(_noise(0), 0.8)], 64, 64, [3])  # loads the adapters
+    (after,) = painter.sketch(PROMPT, 64, 64, [3])
     painter.close()
     assert drawn.size == (64, 64)
     assert not np.array_equal(_pixels(drawn), _pixels(before))
@@ -84,44 +92,80 @@ def test_sketch_is_unchanged_by_loading_the_adapter(weights_root) -> None:
 
 
 def test_draw_without_references_is_a_sketch(painter) -> None:
-    drawn = painter.draw(PROMPT, [], 64, 64, seed=5)
-    assert np.array_equal(_pixels(drawn), _pixels(painter.sketch(PROMPT, 64, 64, seed=5)))
+    (drawn,) = painter.draw(PROMPT, [], 64, 64, [5])
+    assert np.array_equal(_pixels(drawn), _pixels(painter.sketch(PROMPT, 64, 64, [5])[0]))
 
 
 def test_two_references_go_to_one_adapter_with_one_mask_and_scale_each(painter, calls) -> None:
     from animagent.backends.painter_sdxl import Reference
 
     first, second = _noise(1), _noise(2)
-    image = painter.draw(PROMPT, [Reference(first, 0.7, LEFT), Reference(second, 0.3, RIGHT)], 96, 64, seed=7)
+    (image,) = painter.draw(PROMPT, [Reference(first, 0.7, LEFT), Reference(second, 0.3, RIGHT)], 96, 64, [7])
     assert image.size == (96, 64)
     (call,) = calls
-    assert len(call["ip_adapter_image"]) == 1 and len(call["ip_adapter_image"][0]) == 2
-    (masks,) = call["cross_attention_kwargs"]["ip_adapter_masks"]
-    assert tuple(masks.shape) == (1, 2, 64, 96)
+    assert len(call["ip_adapter_image"]) == 2 and len(call["ip_adapter_image"][0]) == 2  # characters, style
+    masks, style_mask = call["cross_attention_kwargs"]["ip_adapter_masks"]
+    assert tuple(masks.shape) == (1, 2, 64, 96) and tuple(style_mask.shape) == (1, 1, 64, 96)
     assert masks[0, 0, :, :48].min() == 1 and masks[0, 0, :, 48:].max() == 0  # first ref: left half
     assert masks[0, 1, :, :48].max() == 0 and masks[0, 1, :, 48:].min() == 1  # second ref: right half
-    assert set(map(repr, call["scales_during"].values())) == {"[[0.7, 0.3]]"}
+    assert set(map(repr, call["scales_during"].values())) == {"[[0.7, 0.3], 0.0]"}  # no style reference
+
+
+def test_the_style_reference_reaches_only_the_style_block(painter, calls) -> None:
+    from animagent.backends.painter_sdxl import Reference
+
+    painter.draw(PROMPT, [Reference(_noise(1), 0.6)], 64, 64, [7], style=Reference(_noise(3), 0.4))
+    scales = calls[0]["scales_during"]
+    style_layers = {name for name in scales if name.startswith("up_blocks.0.attentions.1.")}
+    assert style_layers and all(scales[name] == [[0.6], 0.4] for name in style_layers)
+    assert all(scales[name] == [[0.6], 0.0] for name in set(scales) - style_layers)
+
+
+def test_a_style_reference_and_a_second_prompt_change_the_image(painter) -> None:
+    from animagent.backends.painter_sdxl import Reference
+
+    refs = [Reference(_noise(1), 0.6)]
+    (plain,) = painter.draw(PROMPT, refs, 64, 64, [8])
+    (styled,) = painter.draw(PROMPT, refs, 64, 64, [8], style=Reference(_noise(3), 1.0))
+    (second,) = painter.draw(PROMPT, refs, 64, 64, [8], prompt_2="a lighthouse at night")
+    assert not np.array_equal(_pixels(plain), _pixels(styled))
+    assert not np.array_equal(_pixels(plain), _pixels(second))
+
+
+def test_repair_changes_only_the_masked_region_and_restores_scales(painter) -> None:
+    from animagent.backends.painter_sdxl import Reference, adapter_scales
+
+    (image,) = painter.draw(PROMPT, [Reference(_noise(1), 0.6)], 64, 64, [9])
+    before = adapter_scales(painter._pipe)
+    mask = np.zeros((64, 64), dtype=bool)
+    mask[8:40, 4:30] = True
+    repaired = painter.repair(image, mask, PROMPT, Reference(_noise(2), 0.8), Reference(_noise(3), 0.3), 0.9, 4)
+    assert repaired.size == (64, 64)
+    changed = np.abs(_pixels(repaired) - _pixels(image)).sum(axis=2) > 0
+    assert not changed[~mask].any() and changed[mask].any()
+    assert adapter_scales(painter._pipe) == before
+    assert painter._inpaint.unet is painter._pipe.unet  # from_pipe: the same weights, no copy
 
 
 def test_reference_without_box_covers_the_whole_frame(painter, calls) -> None:
     from animagent.backends.painter_sdxl import Reference
 
-    painter.draw(PROMPT, [Reference(_noise(1), 0.6, LEFT), Reference(_noise(2), 0.3)], 64, 64, seed=7)
-    (masks,) = calls[0]["cross_attention_kwargs"]["ip_adapter_masks"]
+    painter.draw(PROMPT, [Reference(_noise(1), 0.6, LEFT), Reference(_noise(2), 0.3)], 64, 64, [7])
+    masks, _ = calls[0]["cross_attention_kwargs"]["ip_adapter_masks"]
     assert masks[0, 1].min() == 1 and masks[0, 0, :, 32:].max() == 0
 
 
 def test_scales_are_restored_after_draw_even_when_it_fails(painter) -> None:
     from animagent.backends.painter_sdxl import Reference, adapter_scales
 
-    painter.draw(PROMPT, [Reference(_noise(1), 0.5)], 64, 64, seed=1)  # make sure the adapter is loaded
+    painter.draw(PROMPT, [Reference(_noise(1), 0.5)], 64, 64, [1])  # make sure the adapters are loaded
     before = adapter_scales(painter._pipe)
-    assert before and set(map(repr, before.values())) == {"[1.0]"}
+    assert before and set(map(repr, before.values())) == {"[1.0, 1.0]"}
     refs = [Reference(_noise(1), 0.7, LEFT), Reference(_noise(2), 0.3, RIGHT)]
-    painter.draw(PROMPT, refs, 64, 64, seed=7)
+    painter.draw(PROMPT, refs, 64, 64, [7], style=Reference(_noise(3), 0.3))
     assert adapter_scales(painter._pipe) == before
     with pytest.raises(ValueError):  # SDXL needs sizes divisible by 8; the failure comes from inside the call
-        painter.draw(PROMPT, refs, 60, 60, seed=7)
+        painter.draw(PROMPT, refs, 60, 60, [7])
     assert adapter_scales(painter._pipe) == before
 
 
@@ -130,7 +174,7 @@ def test_draw_follows_the_references(painter) -> None:
 
     def draw(first: Image.Image, scale: float = 0.8) -> np.ndarray:
         refs = [Reference(first, scale, LEFT), Reference(_noise(9), 0.3, RIGHT)]
-        return _pixels(painter.draw(PROMPT, refs, 64, 64, seed=11))
+        return _pixels(painter.draw(PROMPT, refs, 64, 64, [11])[0])
 
     base = draw(_noise(1))
     assert np.array_equal(draw(_noise(1)), base)  # deterministic for a seed

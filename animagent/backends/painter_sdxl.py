@@ -1,9 +1,13 @@
-"""The SDXL painter: text-to-image keyframes and sheets, with IP-Adapter plus references placed by boxes.
+"""The SDXL painter: sheets and keyframes as batches of candidates, with IP-Adapter references; repair by inpainting.
 
-This module owns the SDXL pipeline (base model + fp16-fix VAE, from the weights registry) and the IP-Adapter
-plus (ViT-H) loaded into it on first use. `sketch` draws from text alone (character and setting sheets);
-`draw` adds references: all of them go to one adapter call, each gated by a mask built from its box, each with
-its own scale. Adapter scales are restored after every call, so no call leaks state into the next.
+This module owns the SDXL pipeline (base model + fp16-fix VAE, from the weights registry), its inpainting twin
+(`StableDiffusionXLInpaintPipeline.from_pipe`: the same weights and the same loaded adapters, no extra memory) and
+two instances of the IP-Adapter plus (ViT-H), loaded on first use: adapter 0 takes the characters' references,
+each gated by a mask built from its box and with its own scale; adapter 1 takes the setting's reference through
+InstantStyle's per-layer scales (the style block only), so the place lends its palette, texture and light without
+laying its empty composition over the characters. `sketch` draws from text alone; `draw` adds references; both
+draw one candidate per seed in one batched call. `repair` inpaints one masked region with one reference.
+Adapter scales are restored after every call, so no call leaks state into the next.
 Heavy imports (torch, diffusers) happen when the module is imported; `animagent` never imports it eagerly.
 """
 
@@ -17,8 +21,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
-from diffusers import AutoencoderKL, StableDiffusionXLPipeline
+from diffusers import AutoencoderKL, StableDiffusionXLInpaintPipeline, StableDiffusionXLPipeline
 from diffusers.image_processor import IPAdapterMaskProcessor
 from PIL import Image
 
@@ -31,6 +36,9 @@ log = logging.getLogger(__name__)
 
 IP_ADAPTER_WEIGHTS = ("sdxl_models", "ip-adapter-plus_sdxl_vit-h.safetensors")
 IP_ADAPTER_ENCODER = "models/image_encoder"  # the ViT-H encoder; sdxl_models/image_encoder is bigG
+# InstantStyle (arXiv 2404.02733; diffusers ip_adapter.md "Style and layout control"): in SDXL the second
+# attention of up_blocks.0 carries style. The tiny UNet has the same block, with fewer attentions around it.
+STYLE_BLOCK, STYLE_ATTENTION = 0, 1
 
 
 @dataclass(frozen=True)
@@ -58,54 +66,114 @@ class SDXLPainter:
             use_safetensors=True, local_files_only=True,
         ).to(gpu.device(config))
         self._pipe.set_progress_bar_config(disable=True)
+        self._inpaint: StableDiffusionXLInpaintPipeline | None = None
         self._adapter_loaded = False
         log.info("loaded %s + %s in %.1f s", config.painter.model, config.painter.vae,
                  time.perf_counter() - started)
 
-    def sketch(self, prompt: str, width: int, height: int, seed: int) -> Image.Image:
-        """Text only. With the adapter loaded, it runs at scale 0, which diffusers skips entirely."""
+    def sketch(self, prompt: str, width: int, height: int, seeds: Sequence[int]) -> list[Image.Image]:
+        """Text only, one image per seed. With the adapters loaded they run at scale 0, which diffusers skips."""
         if not self._adapter_loaded:
-            return self._paint(prompt, width, height, seed)
+            return self._paint(self._pipe, prompt, width, height, seeds)
         blank = Image.new("RGB", (width, height))
-        with _adapter_scale(self._pipe, 0.0):
-            return self._paint(prompt, width, height, seed, ip_adapter_image=[[blank]])
+        with _adapter_scale(self._pipe, [0.0, 0.0]):
+            return self._paint(self._pipe, prompt, width, height, seeds, ip_adapter_image=[[blank], blank])
 
-    def draw(self, prompt: str, refs: Sequence[Reference], width: int, height: int, seed: int) -> Image.Image:
-        """Text plus references: one adapter call, one mask and one scale per reference."""
-        if not refs:
-            return self.sketch(prompt, width, height, seed)
+    def draw(
+        self,
+        prompt: str,
+        refs: Sequence[Reference],
+        width: int,
+        height: int,
+        seeds: Sequence[int],
+        style: Reference | None = None,
+        prompt_2: str | None = None,
+    ) -> list[Image.Image]:
+        """Text plus references, one image per seed. `refs` share adapter 0, one mask (from its box) and one
+        scale each; `style` goes to adapter 1 through the style block only. `prompt_2` feeds SDXL's second text
+        encoder (None: `prompt` feeds both)."""
+        if not refs and style is None:
+            return self.sketch(prompt, width, height, seeds)
         self._load_adapter()
         masks = IPAdapterMaskProcessor().preprocess(
-            [_mask(ref.box, width, height) for ref in refs], height=height, width=width
+            [_mask(ref.box, width, height) for ref in refs] or [_mask(None, width, height)], height=height, width=width
         )
-        with _adapter_scale(self._pipe, [[ref.scale for ref in refs]]):
+        full = IPAdapterMaskProcessor().preprocess([_mask(None, width, height)], height=height, width=width)
+        blank = Image.new("RGB", (width, height))
+        characters = [ref.image.convert("RGB") for ref in refs] or [blank]
+        scales = [[ref.scale for ref in refs] or [0.0], self._style_scale(style)]
+        with _adapter_scale(self._pipe, scales):
             return self._paint(
-                prompt, width, height, seed,
-                ip_adapter_image=[[ref.image.convert("RGB") for ref in refs]],
-                cross_attention_kwargs={"ip_adapter_masks": [masks.transpose(0, 1)]},  # [1, refs, H, W]
+                self._pipe, prompt, width, height, seeds, prompt_2=prompt_2,
+                ip_adapter_image=[characters, style.image.convert("RGB") if style is not None else blank],
+                # one mask tensor per adapter: [1, images of that adapter, H, W]
+                cross_attention_kwargs={"ip_adapter_masks": [masks.transpose(0, 1), full.transpose(0, 1)]},
             )
+
+    def repair(
+        self,
+        image: Image.Image,
+        mask: np.ndarray,
+        prompt: str,
+        ref: Reference,
+        style: Reference | None,
+        strength: float,
+        seed: int,
+    ) -> Image.Image:
+        """Inpaint the `mask` (bool, image-sized) region of `image` with `ref` (whole-frame on adapter 0: the
+        inpainting mask is what confines it) and `style`. Pixels outside the mask are returned untouched: the
+        VAE round trip would otherwise alter them slightly everywhere."""
+        self._load_adapter()
+        if self._inpaint is None:
+            # Shares the pipeline's modules and its loaded adapters; scales are set per call, as for draw.
+            self._inpaint = StableDiffusionXLInpaintPipeline.from_pipe(self._pipe)
+            self._inpaint.set_progress_bar_config(disable=True)
+        region = Image.fromarray(mask.astype(np.uint8) * 255)  # 2-D uint8: mode L
+        blank = Image.new("RGB", image.size)
+        full = IPAdapterMaskProcessor().preprocess([_mask(None, *image.size)], height=image.height, width=image.width)
+        with _adapter_scale(self._pipe, [[ref.scale], self._style_scale(style)]):
+            (painted,) = self._paint(
+                self._inpaint, prompt, image.width, image.height, [seed], image=image.convert("RGB"),
+                mask_image=region, strength=strength,
+                ip_adapter_image=[[ref.image.convert("RGB")], style.image.convert("RGB") if style is not None else blank],
+                # per-image scales need per-adapter masks; whole-frame ones change nothing else
+                cross_attention_kwargs={"ip_adapter_masks": [full.transpose(0, 1), full.transpose(0, 1)]},
+            )
+        return Image.composite(painted, image.convert("RGB"), region)
 
     def close(self) -> None:
         del self._pipe
+        self._inpaint = None
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 
-    def _paint(self, prompt: str, width: int, height: int, seed: int, **extra: object) -> Image.Image:
+    def _style_scale(self, style: Reference | None) -> float | dict:
+        """Adapter 1's scale: InstantStyle's style block at the reference's scale, every other layer at 0."""
+        if style is None:
+            return 0.0
+        count = len(self._pipe.unet.up_blocks[STYLE_BLOCK].attentions)
+        layers = [style.scale if i == STYLE_ATTENTION else 0.0 for i in range(count)]
+        return {"up": {f"block_{STYLE_BLOCK}": layers}}
+
+    def _paint(
+        self, pipe, prompt: str, width: int, height: int, seeds: Sequence[int], **extra: object
+    ) -> list[Image.Image]:
         painter = self._config.painter
         started = time.perf_counter()
-        image = self._pipe(
+        images = pipe(
             prompt,
             negative_prompt=painter.negative_prompt,
             width=width,
             height=height,
             num_inference_steps=painter.steps,
             guidance_scale=painter.guidance,
-            generator=gpu.generator(seed),
+            num_images_per_prompt=len(seeds),
+            generator=[gpu.generator(seed) for seed in seeds],  # one generator per image: a seed is a candidate
             **extra,
-        ).images[0]
-        log.debug("painted %dx%d in %.2f s", width, height, time.perf_counter() - started)
-        return image
+        ).images
+        log.debug("painted %d × %dx%d in %.2f s", len(seeds), width, height, time.perf_counter() - started)
+        return images
 
     def _load_adapter(self) -> None:
         if self._adapter_loaded:
@@ -114,15 +182,15 @@ class SDXLPainter:
         subfolder, weight_name = IP_ADAPTER_WEIGHTS
         self._pipe.load_ip_adapter(
             str(model_dir(self._root, self._config.painter.ip_adapter, self._config.weights.flavor)),
-            subfolder=subfolder, weight_name=weight_name, image_encoder_folder=IP_ADAPTER_ENCODER,
-            local_files_only=True,
+            subfolder=subfolder, weight_name=[weight_name, weight_name],  # characters, setting style
+            image_encoder_folder=IP_ADAPTER_ENCODER, local_files_only=True,
         )
         self._adapter_loaded = True
-        log.info("loaded %s in %.1f s", self._config.painter.ip_adapter, time.perf_counter() - started)
+        log.info("loaded %s (two instances) in %.1f s", self._config.painter.ip_adapter, time.perf_counter() - started)
 
 
 @contextmanager
-def _adapter_scale(pipe: StableDiffusionXLPipeline, scale: float | list[list[float]]) -> Iterator[None]:
+def _adapter_scale(pipe: StableDiffusionXLPipeline, scale: list) -> Iterator[None]:
     """Set the adapter scale for one call, then put every layer's previous scale back."""
     saved = adapter_scales(pipe)
     pipe.set_ip_adapter_scale(scale)

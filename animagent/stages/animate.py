@@ -1,61 +1,256 @@
-"""Stage 5, animate: one clip per shot, image-to-video from its keyframe, motion from the shot's motion class.
+"""Stage 5, animate: one clip per shot from its keyframe — the director chooses the motion, the animator renders
+`animator.candidates` clips, they are scored, and the director picks among the best `animator.top_k`.
 
-The shot's closed-set motion maps to animator parameters through the animator's one table (MOTION_TABLE).
-Clips are stored at the animator's own frame count and conditioning fps; assembly retimes them to each
-shot's duration. This module owns the clip steps; the animator renders.
+Three passes over the shots, stage-major (each model loads once; the studio releases the director while the
+animator renders):
+  1. `choose_motions` (director, step `motion/<shot>`): with the keyframe in view, the director picks the shot's
+     motion class (task `motion`; the script's planned motion is its hint). The animator's one table maps the
+     class to its settings: SVD's MOTION_TABLE (motion_bucket_id, noise_aug_strength, fps) or AnimateDiff's
+     (a motion phrase for the prompt, fps).
+  2. `render` (animator, step `animate/<shot>`): one clip per seed, seeds from (run seed, shot, candidate, take).
+  3. `choose_clips` (CLIP, DINOv2, director, step `choose/<shot>`): each candidate is scored with scoring.py's
+     formulas — VBench subject consistency on DINOv2 frame features and background consistency on CLIP frame
+     features, motion magnitude, and the largest frame-change z-score (a spike above scoring.SPIKE_Z is a
+     distortion: a flash, melt or jump). Candidates rank by (no spike, moves unless "still" was chosen, mean of
+     the two consistencies), best first; the director sees `animator.frames_shown` frames of each of the top-k
+     (task `clip_pick`) and picks one. The choice and every score go to `clips/<shot>/review.json` (ClipReview).
+Clips are stored at the animator's own frame count and fps; assembly retimes them to each shot's duration.
+This module owns these steps and the ranking rule; the animators render, the encoders embed.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
-from animagent.artifacts import Clip, Keyframe, Script, Takes
+import numpy as np
+
+from animagent import scoring
+from animagent.artifacts import (
+    Clip,
+    ClipCandidate,
+    ClipCandidates,
+    ClipReview,
+    Keyframe,
+    Motion,
+    MotionChoice,
+    Pick,
+    Script,
+    Takes,
+)
+from animagent.backends.director import Director
 from animagent.config import Config
 from animagent.runfolder import RunFolder, derive_seed, step_key
 from animagent.stages import Progress
+from animagent.tasks import MotionDecision, pick_output
 
 if TYPE_CHECKING:
-    from animagent.backends.animator_svd import SVDAnimator
+    from PIL import Image
+
+    from animagent.backends.embedder import ClipEmbedder
+    from animagent.backends.embedder_dino import DinoEmbedder
+
+RULE = "no spike, then moves (unless the motion is still), then mean of subject and background consistency"
 
 
-def animate(
+def motion_parameters(kind: str, motion: Motion) -> dict[str, Any]:
+    """The animator's settings for a motion class, from that animator's MOTION_TABLE."""
+    if kind == "svd":
+        from animagent.backends.animator_svd import MOTION_TABLE
+    else:
+        from animagent.backends.animator_animatediff import MOTION_TABLE
+    return dataclasses.asdict(MOTION_TABLE[motion])
+
+
+def choose_motions(
     script: Script,
     keyframes: list[Keyframe],
     run: RunFolder,
-    animator: Callable[[], SVDAnimator],
+    director: Callable[[], Director],
+    config: Config,
+    models: list,
+    progress: Progress,
+) -> list[MotionChoice]:
+    choices = []
+    for n, keyframe in enumerate(keyframes):
+        progress("motion", n, len(keyframes))
+        shot = script.shot(keyframe.shot)
+        json_rel = f"clips/{shot.id}/motion.json"
+        seed = derive_seed(config.seed, "motion", shot.id)
+        step = f"motion/{shot.id}"
+        key = step_key(step=step, keyframe=run.sha(keyframe.image), description=shot.description,
+                       planned=shot.motion, kind=config.animator.kind, director=config.director, models=models,
+                       seed=seed)
+        if not run.done(step, key):
+            started = time.perf_counter()
+            reply = director().ask("motion", {"description": shot.description, "planned": shot.motion},
+                                   MotionDecision, images=[run.read_image(keyframe.image)], seed=seed)
+            run.write_model(json_rel, MotionChoice(
+                shot=shot.id, planned=shot.motion, motion=reply.motion, reason=reply.reason.strip(),
+                parameters=motion_parameters(config.animator.kind, reply.motion),
+            ))
+            run.record(step, key, [json_rel], time.perf_counter() - started)
+        choices.append(run.read_model(json_rel, MotionChoice))
+    progress("motion", len(keyframes), len(keyframes))
+    return choices
+
+
+def render(
+    script: Script,
+    keyframes: list[Keyframe],
+    motions: list[MotionChoice],
+    run: RunFolder,
+    animator: Callable[[], Any],
+    config: Config,
+    models: list,
+    takes: Takes,
+    progress: Progress,
+) -> list[ClipCandidates]:
+    rendered = []
+    for n, (keyframe, motion) in enumerate(zip(keyframes, motions)):
+        progress("animate", n, len(keyframes))
+        shot = script.shot(keyframe.shot)
+        folder, json_rel = f"clips/{shot.id}/candidates", f"clips/{shot.id}/candidates.json"
+        take = takes.animate.get(shot.id, 0)
+        seeds = [derive_seed(config.seed, "animate", shot.id, str(i), take=take)
+                 for i in range(config.animator.candidates)]
+        step = f"animate/{shot.id}"
+        key = step_key(
+            step=step, keyframe=run.sha(keyframe.image), prompt=keyframe.prompt, motion=motion.parameters,
+            seeds=seeds, animator=config.animator.model_dump(exclude={"top_k", "frames_shown"}),
+            painter=config.painter if config.animator.kind == "animatediff" else None,
+            crf=config.assemble.crf, preset=config.assemble.preset, models=models,
+        )
+        if not run.done(step, key):
+            from animagent import video
+
+            started = time.perf_counter()
+            image = run.read_image(keyframe.image)
+            clips, ladder = [], []
+            for i, seed in enumerate(seeds):
+                if config.animator.kind == "svd":
+                    from animagent.backends.animator_svd import MOTION_TABLE
+
+                    frames = animator().animate(image, MOTION_TABLE[motion.motion], seed)
+                else:
+                    from animagent.backends.animator_animatediff import MOTION_TABLE
+
+                    frames = animator().animate(image, keyframe.prompt, MOTION_TABLE[motion.motion], seed)
+                ladder += [f"candidate {i}: {rung}" for rung in animator().take_ladder()]
+                rel = f"{folder}/{i}.mp4"
+                with run.writing(rel) as tmp:
+                    video.write_video([np.asarray(f.convert("RGB")) for f in frames], tmp,
+                                      fps=motion.parameters["fps"], crf=config.assemble.crf,
+                                      preset=config.assemble.preset)
+                clips.append(Clip(shot=shot.id, video=rel, frames=len(frames), fps=motion.parameters["fps"],
+                                  seed=seed))
+            run.write_model(json_rel, ClipCandidates(shot=shot.id, motion=motion.motion, clips=tuple(clips)))
+            run.record(step, key, [*(c.video for c in clips), json_rel], time.perf_counter() - started, notes=ladder)
+        rendered.append(run.read_model(json_rel, ClipCandidates))
+    progress("animate", len(keyframes), len(keyframes))
+    return rendered
+
+
+def choose_clips(
+    script: Script,
+    rendered: list[ClipCandidates],
+    run: RunFolder,
+    embedder: Callable[[], ClipEmbedder],
+    dino: Callable[[], DinoEmbedder],
+    director: Callable[[], Director],
     config: Config,
     models: list,
     takes: Takes,
     progress: Progress,
 ) -> list[Clip]:
-    from animagent.backends.animator_svd import MOTION_TABLE
-
-    clips = []
-    for n, keyframe in enumerate(keyframes):
-        progress("animate", n, len(keyframes))
-        shot = script.shot(keyframe.shot)
+    chosen = []
+    for n, candidates in enumerate(rendered):
+        progress("choose", n, len(rendered))
+        shot = script.shot(candidates.shot)
         video_rel, json_rel = f"clips/{shot.id}.mp4", f"clips/{shot.id}.json"
-        motion = MOTION_TABLE[shot.motion]
-        seed = derive_seed(config.seed, "animate", shot.id, take=takes.animate.get(shot.id, 0))
-        step = f"animate/{shot.id}"
+        review_rel = f"clips/{shot.id}/review.json"
+        seed = derive_seed(config.seed, "clip_pick", shot.id, take=takes.animate.get(shot.id, 0))
+        step = f"choose/{shot.id}"
         key = step_key(
-            step=step, keyframe=run.sha(keyframe.image), motion=dataclasses.asdict(motion), seed=seed,
-            animator=config.animator, crf=config.assemble.crf, preset=config.assemble.preset, models=models,
+            step=step, candidates=run.sha(f"clips/{shot.id}/candidates.json"),
+            videos=[run.sha(c.video) for c in candidates.clips], description=shot.description,
+            top_k=config.animator.top_k, frames_shown=config.animator.frames_shown, director=config.director,
+            models=models, seed=seed,
         )
         if not run.done(step, key):
-            import numpy as np
+            from PIL import Image
 
             from animagent import video
 
             started = time.perf_counter()
-            frames = animator().animate(run.read_image(keyframe.image), motion, seed)
-            with run.writing(video_rel) as tmp:
-                video.write_video([np.asarray(f.convert("RGB")) for f in frames], tmp, fps=motion.fps,
-                                  crf=config.assemble.crf, preset=config.assemble.preset)
-            run.write_model(json_rel, Clip(shot=shot.id, video=video_rel, frames=len(frames), fps=motion.fps, seed=seed))
-            run.record(step, key, [video_rel, json_rel], time.perf_counter() - started)
-        clips.append(run.read_model(json_rel, Clip))
-    progress("animate", len(keyframes), len(keyframes))
-    return clips
+            frames = [video.read_frames(run.path(c.video)) for c in candidates.clips]
+            scored = [score_clip(i, c, f, candidates.motion, embedder, dino)
+                      for i, (c, f) in enumerate(zip(candidates.clips, frames))]
+            ranking = rank(scored)
+            shown = ranking[: config.animator.top_k]
+            if len(shown) == 1:
+                pick = Pick(chosen=0, candidates=1, by="only candidate")
+            else:
+                reply = director().ask(
+                    "clip_pick",
+                    {"count": str(len(shown)), "last": str(len(shown) - 1), "frames": str(config.animator.frames_shown),
+                     "description": shot.description, "motion": candidates.motion},
+                    pick_output(len(shown)),
+                    images=[Image.fromarray(frames[i][t]) for i in shown
+                            for t in frame_indices(len(frames[i]), config.animator.frames_shown)],
+                    seed=seed,
+                )
+                pick = Pick(chosen=reply.choice, candidates=len(shown), by="director", reason=reply.reason.strip())
+            winner = candidates.clips[shown[pick.chosen]]
+            run.write_model(review_rel, ClipReview(
+                shot=shot.id, motion=candidates.motion, candidates=tuple(scored), ranking=tuple(ranking),
+                shown=tuple(shown), pick=pick, chosen=shown[pick.chosen], rule=RULE,
+            ))
+            run.write_bytes(video_rel, run.path(winner.video).read_bytes())
+            run.write_model(json_rel, winner.model_copy(update={"video": video_rel, "review": review_rel}))
+            run.record(step, key, [review_rel, video_rel, json_rel], time.perf_counter() - started)
+        chosen.append(run.read_model(json_rel, Clip))
+    progress("choose", len(rendered), len(rendered))
+    return chosen
+
+
+def score_clip(
+    index: int,
+    clip: Clip,
+    frames: list[np.ndarray],
+    motion: Motion,
+    embedder: Callable[[], ClipEmbedder],
+    dino: Callable[[], DinoEmbedder],
+) -> ClipCandidate:
+    """A candidate's scores: VBench subject (DINOv2) and background (CLIP) consistency, motion, spikes."""
+    from PIL import Image
+
+    images: list[Image.Image] = [Image.fromarray(f) for f in frames]
+    magnitude = scoring.motion_magnitude(frames)
+    max_z = float(np.max(scoring.change_zscores(frames)))
+    return ClipCandidate(
+        index=index, video=clip.video, seed=clip.seed,
+        subject_consistency=scoring.temporal_consistency(dino().images(images)),
+        background_consistency=scoring.temporal_consistency(embedder().images(images)),
+        motion=magnitude, max_change_z=max_z, spike=max_z > scoring.SPIKE_Z,
+        moves=motion == "still" or magnitude >= scoring.STILL_MOTION,
+    )
+
+
+def rank(candidates: list[ClipCandidate]) -> list[int]:
+    """Candidate indices, best first, by RULE (a stable sort: equal candidates keep their order)."""
+    return sorted(
+        range(len(candidates)),
+        key=lambda i: (not candidates[i].spike, candidates[i].moves,
+                       (candidates[i].subject_consistency + candidates[i].background_consistency) / 2),
+        reverse=True,
+    )
+
+
+def frame_indices(count: int, shown: int) -> list[int]:
+    """`shown` frame indices spread evenly from the first to the last frame (the middle one when one is shown)."""
+    if shown == 1:
+        return [count // 2]
+    return [round(j * (count - 1) / (shown - 1)) for j in range(shown)]

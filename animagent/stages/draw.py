@@ -1,29 +1,37 @@
-"""Stage 3, draw: one keyframe per shot from the shot's text and its characters' and setting's sheets.
+"""Stage 3, draw: `draw.candidates` keyframe candidates of one shot, in one batch (review.py then picks one).
 
-Anim-Director's visual-language prompting: the prompt carries the style, camera, shot description, each
-present character's fixed appearance and the setting; IP-Adapter carries the sheets — one reference per
-present character, masked to its layout box, and the setting's sheet over the whole frame at a lower scale.
-This module owns the keyframe prompt and the references; the painter draws.
+Anim-Director's visual-language prompting plus DreamFactory's keyframe iteration. SDXL reads two prompts, each
+through its own text encoder and each cut at 77 tokens, so the text is split: the first prompt carries the style,
+camera, shot description, each present character's fixed appearance and the setting; the second carries the
+shot description again, then the base description of the film's first accepted keyframe and the context
+description of the previous accepted keyframe (both written by the director in review). IP-Adapter carries the
+sheets: each present character's sheet, masked to its layout box when two or more share the frame (alone, a
+character's reference conditions the whole frame), and the setting's sheet through InstantStyle's style block.
+One seed per candidate, derived from (run seed, shot, candidate, take). This module owns the keyframe prompts,
+the references and the draw step; the painter draws.
 """
 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from animagent.artifacts import Cast, Keyframe, Script, Shot, Takes
+from animagent.artifacts import Candidates, Cast, Keyframe, Reference, Script, Shot, Takes
 from animagent.config import Config
 from animagent.runfolder import RunFolder, derive_seed, step_key
-from animagent.stages import Progress
 
 if TYPE_CHECKING:
     from animagent.backends.painter_sdxl import SDXLPainter
 
 
-def keyframe_prompt(script: Script, shot: Shot) -> str:
+def keyframe_prompt(script: Script, shot: Shot, cast: Cast) -> str:
+    """The first text encoder's prompt. A library character's description replaces the script's appearance."""
     setting = script.setting(shot.setting)
     people = " ".join(
-        f"{script.character(p.character).name}: {script.character(p.character).appearance}." for p in shot.characters
+        f"{script.character(p.character).name}: "
+        f"{cast.character(p.character).appearance or script.character(p.character).appearance}."
+        for p in shot.characters
     )
     return (
         f"{script.style.style_class} style, {script.style.description}. {shot.camera}. {shot.description}. "
@@ -31,39 +39,66 @@ def keyframe_prompt(script: Script, shot: Shot) -> str:
     )
 
 
+def continuity_prompt(shot: Shot, previous: list[Keyframe]) -> str:
+    """The second text encoder's prompt: the shot, then what the accepted keyframes so far ask to keep."""
+    parts = [f"{shot.description}."]
+    if previous:
+        parts.append(f"Keep: {previous[0].base_description}")
+        parts.append(f"Previously: {previous[-1].context_description}")
+    return " ".join(parts)
+
+
+def references(shot: Shot, cast: Cast, config: Config) -> list[Reference]:
+    """Each present character's sheet (masked to its box when two or more share the frame), then the setting's."""
+    masked = len(shot.characters) >= 2
+    refs = [
+        Reference(image=cast.character(p.character).image, scale=config.painter.character_scale,
+                  box=p.box if masked else None, layers="all")
+        for p in shot.characters
+    ]
+    refs.append(Reference(image=cast.setting(shot.setting).image, scale=config.painter.setting_scale, layers="style"))
+    return refs
+
+
 def draw(
     script: Script,
     cast: Cast,
+    shot: Shot,
+    previous: list[Keyframe],
     run: RunFolder,
     painter: Callable[[], SDXLPainter],
     config: Config,
     models: list,
     takes: Takes,
-    progress: Progress,
-) -> list[Keyframe]:
-    shots = script.shots()
-    keyframes = []
-    for n, shot in enumerate(shots):
-        progress("draw", n, len(shots))
-        image_rel, json_rel = f"keyframes/{shot.id}.png", f"keyframes/{shot.id}.json"
-        prompt = keyframe_prompt(script, shot)
-        seed = derive_seed(config.seed, "draw", shot.id, take=takes.draw.get(shot.id, 0))
-        sheets = [(cast.character(p.character).image, config.painter.character_scale, p.box) for p in shot.characters]
-        sheets.append((cast.setting(shot.setting).image, config.painter.setting_scale, None))
-        step = f"draw/{shot.id}"
-        key = step_key(
-            step=step, prompt=prompt, seed=seed, painter=config.painter, models=models,
-            refs=[(run.sha(rel), scale, box) for rel, scale, box in sheets],
-        )
-        if not run.done(step, key):
-            from animagent.backends.painter_sdxl import Reference
+) -> Candidates:
+    """The shot's candidates (step `draw/<shot>`), drawn after the keyframes of the shots before it."""
+    folder, json_rel = f"keyframes/{shot.id}/candidates", f"keyframes/{shot.id}/candidates.json"
+    prompt, prompt_2 = keyframe_prompt(script, shot, cast), continuity_prompt(shot, previous)
+    take = takes.draw.get(shot.id, 0)
+    seeds = [derive_seed(config.seed, "draw", shot.id, str(i), take=take) for i in range(config.draw.candidates)]
+    refs = references(shot, cast, config)
+    step = f"draw/{shot.id}"
+    key = step_key(
+        step=step, prompt=prompt, prompt_2=prompt_2, seeds=seeds, painter=config.painter, models=models,
+        refs=[(run.sha(ref.image), ref.scale, ref.box, ref.layers) for ref in refs],
+    )
+    if not run.done(step, key):
+        from animagent.backends import painter_sdxl
 
-            started = time.perf_counter()
-            refs = [Reference(image=run.read_image(rel), scale=scale, box=box) for rel, scale, box in sheets]
-            image = painter().draw(prompt, refs, config.painter.width, config.painter.height, seed)
-            run.write_image(image_rel, image)
-            run.write_model(json_rel, Keyframe(shot=shot.id, image=image_rel, prompt=prompt, seed=seed))
-            run.record(step, key, [image_rel, json_rel], time.perf_counter() - started)
-        keyframes.append(run.read_model(json_rel, Keyframe))
-    progress("draw", len(shots), len(shots))
-    return keyframes
+        started = time.perf_counter()
+        images = painter().draw(
+            prompt,
+            [painter_sdxl.Reference(run.read_image(r.image), r.scale, r.box) for r in refs if r.layers == "all"],
+            config.painter.width,
+            config.painter.height,
+            seeds,
+            style=painter_sdxl.Reference(run.read_image(refs[-1].image), refs[-1].scale),
+            prompt_2=prompt_2,
+        )
+        rels = [f"{folder}/{i}.png" for i in range(len(images))]
+        for rel, image in zip(rels, images):
+            run.write_image(rel, image)
+        run.write_model(json_rel, Candidates(item=shot.id, prompt=prompt, prompt_2=prompt_2, seeds=tuple(seeds),
+                                             images=tuple(rels), references=tuple(refs)))
+        run.record(step, key, [*rels, json_rel], time.perf_counter() - started)
+    return run.read_model(json_rel, Candidates)
