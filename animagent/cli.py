@@ -29,6 +29,10 @@ weights_app = typer.Typer(no_args_is_help=True, help="Fetch real weights or writ
 app.add_typer(weights_app, name="weights")
 director_app = typer.Typer(no_args_is_help=True, help="Serve the director model for runs to share.")
 app.add_typer(director_app, name="director")
+cast_app = typer.Typer(no_args_is_help=True, help="The cast library: characters kept across stories.")
+app.add_typer(cast_app, name="cast")
+bench_app = typer.Typer(no_args_is_help=True, help="Render public benchmarks for their official evaluators.")
+app.add_typer(bench_app, name="bench")
 
 err = Console(stderr=True)
 out = Console()
@@ -227,6 +231,82 @@ def verify(run_dir: Path = typer.Argument(..., help="run folder")) -> None:
                       "(an edited script.json is kept as it is)", soft_wrap=True)
             raise typer.Exit(2)
         out.print(f"{run_dir}: every recorded output verifies")
+
+    _guard(body)
+
+
+@app.command("eval")
+def eval_cmd(run_dir: Path = typer.Argument(..., help="a finished run folder")) -> None:
+    """Score RUN (CLIP-T, identity, style and clip consistency): scorecard.json and report.html."""
+
+    def body() -> None:
+        from animagent.studio import evaluate_run
+
+        report = _render(lambda bars: evaluate_run(run_dir, bars), run_dir.resolve())
+        out.print(str(report))
+
+    _guard(body, lambda: run_dir.resolve() if run_dir.is_dir() else None)
+
+
+@cast_app.command("add")
+def cast_add(
+    name: str = typer.Argument(..., help="character name, matched against stories' characters"),
+    images: list[Path] = typer.Argument(..., help="one or more reference images"),
+    description: Optional[str] = typer.Option(None, "--description", help="fixed appearance text"),
+) -> None:
+    """Add (or replace) a character in the cast library."""
+
+    def body() -> None:
+        from animagent import castlib
+
+        entry = castlib.add(name, images, description)
+        out.print(f"{entry.name}: {len(entry.images)} image(s) in {castlib.library_root() / entry.id}")
+
+    _guard(body)
+
+
+@cast_app.command("list")
+def cast_list() -> None:
+    """List the characters in the cast library."""
+
+    def body() -> None:
+        from animagent import castlib
+
+        for entry in castlib.entries():
+            out.print(f"{entry.name:<24} {len(entry.images)} image(s)  {entry.description or ''}", highlight=False)
+
+    _guard(body)
+
+
+@cast_app.command("remove")
+def cast_remove(name: str = typer.Argument(..., help="character name")) -> None:
+    """Remove a character from the cast library."""
+
+    def body() -> None:
+        from animagent import castlib
+
+        entry = castlib.remove(name)
+        out.print(f"removed {entry.name}")
+
+    _guard(body)
+
+
+@bench_app.command("vistory")
+def bench_vistory(
+    dataset_dir: Path = typer.Argument(..., help="ViStoryBench's ViStory/ folder"),
+    out_dir: Path = typer.Option(..., "--out", "-o", help="output folder (runs and the evaluator's layout)"),
+    profile: str = ProfileOpt,
+    set_: list[str] = SetOpt,
+) -> None:
+    """Render every ViStoryBench story; outputs land where its official evaluator reads them."""
+
+    def body() -> None:
+        from animagent.bench_vistory import run_vistory
+
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        _setup_logging(out_dir / "logs" / "animagent.log")
+        for folder in run_vistory(dataset_dir, out_dir, profile, set_):
+            out.print(str(folder))
 
     _guard(body)
 

@@ -189,6 +189,14 @@ class AssembleConfig(_Section):
     storyboard_tile: int = Field(384, ge=64, le=1024, description="storyboard tile width in pixels")
 
 
+class EvalConfig(_Section):
+    auto: bool = Field(True, description="evaluate at the end of `animagent run` (scorecard.json, report.html)")
+    identity_encoder: Literal["clip", "dino"] = Field(
+        "clip", description="encoder of the character crops for cross-scene identity (DreamFactory's CSFD: CLIP)"
+    )
+    masked_crops: bool = Field(True, description="SAM-mask character crops before scoring identity")
+
+
 class Config(_Section):
     profile: str = "default"
     seed: int = Field(0, ge=0, le=2**31 - 1)
@@ -206,6 +214,7 @@ class Config(_Section):
     animator: AnimatorConfig = AnimatorConfig()
     assemble: AssembleConfig = AssembleConfig()
     gpu: GpuConfig = GpuConfig()
+    eval: EvalConfig = EvalConfig()
 
     @model_validator(mode="after")
     def _director_images(self) -> Config:

@@ -20,6 +20,7 @@ from pathlib import Path
 import yaml
 
 from animagent.artifacts import Cast, Clip, Film, Keyframe, Script, Takes, slugify
+from animagent.scorecard import Scorecard
 from animagent.backends.director import Director, make_director
 from animagent.config import Config, load_config
 from animagent.errors import InputError
@@ -71,7 +72,11 @@ class Studio:
                 #    best-scored go to the director (director, animator, CLIP, DINOv2)
                 clips = self.animate(script, keyframes)
                 # 6. assemble: film.mp4 with subtitles, film.srt, storyboard.png
-                return self.assemble(script, keyframes, clips)
+                film = self.assemble(script, keyframes, clips)
+                # 7. eval: scorecard.json and report.html (CLIP, DINOv2, SAM, director for the style classes)
+                if self.config.eval.auto:
+                    self.evaluate(script, sheets, keyframes, clips)
+                return film
             finally:
                 self.close()
 
@@ -138,6 +143,23 @@ class Studio:
 
     def assemble(self, script: Script, keyframes: list[Keyframe], clips: list[Clip]) -> Film:
         return assemble.assemble(script, keyframes, clips, self.run_folder, self.config, self.progress)
+
+    def evaluate(self, script: Script, sheets: Cast, keyframes: list[Keyframe], clips: list[Clip]) -> Scorecard:
+        """7. The seeds' metrics for this run; the director classifies each keyframe's style (CSSC)."""
+        from animagent.stages.evaluate import EvalSettings, evaluate
+        from animagent.tasks import KeyframeStyle
+
+        def style_class(image) -> str:
+            return self._get_director().ask("keyframe_style", {}, KeyframeStyle, images=[image],
+                                            seed=self.config.seed).style_class
+
+        settings = EvalSettings.from_config(self.config)
+        return evaluate(
+            self.run_folder, script, sheets, keyframes, clips, self.config, settings,
+            clip=self._get_embedder, dino=self._get_dino,
+            segmenter=self._get_segmenter if settings.segmenter is not None else None,
+            style_classifier=style_class, progress=self.progress,
+        )
 
     def _takes(self) -> Takes:
         return self.run_folder.read_model(TAKES, Takes) if self.run_folder.exists(TAKES) else Takes()
@@ -337,6 +359,26 @@ def make_film(
 def resume(run_dir: str | Path, progress: Progress = _no_progress) -> Film:
     config = open_run(Path(run_dir))
     return Studio(config, Path(run_dir), progress).run()
+
+
+def evaluate_run(run_dir: str | Path, progress: Progress = _no_progress) -> Path:
+    """Score a finished run (its steps are done, so only the encoders load); returns report.html's path."""
+    config = open_run(Path(run_dir))
+    studio = Studio(config, Path(run_dir), progress)
+    if "assemble" not in studio.run_folder.manifest.steps:
+        raise InputError(f"{run_dir} is not finished; finish it with `animagent resume {run_dir}` first")
+    with studio.run_folder.lock():
+        try:
+            script = studio.plan()
+            sheets = studio.cast(script)
+            keyframes = studio.draw(script, sheets)
+            clips = studio.animate(script, keyframes)
+            studio.evaluate(script, sheets, keyframes, clips)
+        finally:
+            studio.close()
+    from animagent.stages.evaluate import REPORT
+
+    return studio.run_folder.path(REPORT)
 
 
 def rerender(run_dir: str | Path, shot_id: str, start: str = "draw", progress: Progress = _no_progress) -> Film:

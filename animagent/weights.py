@@ -213,10 +213,13 @@ def model_dir(root: Path, name: str, flavor: Flavor) -> Path:
 
 def required_models(config: Config) -> list[str]:
     """Registry names the config's stages load, in load order."""
-    names = [config.painter.model, config.painter.vae, config.painter.ip_adapter, config.animator.model]
+    names = [config.painter.model, config.painter.vae, config.painter.ip_adapter, config.animator.model,
+             config.embedder.clip, config.embedder.dino]
+    if config.segmenter.kind == "sam":
+        names.append(config.segmenter.model)
     if config.director.kind in ("transformers", "vllm"):
         names.insert(0, config.director.weights)
-    return names
+    return list(dict.fromkeys(names))
 
 
 def missing_files(root: Path, name: str, flavor: Flavor) -> list[str]:

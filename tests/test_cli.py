@@ -62,9 +62,9 @@ def test_missing_weights_exit_4_names_model_and_fix(tmp_path, empty_weights):
 
 def test_doctor_lists_present_and_missing(tiny_all, empty_weights):
     ok = invoke("doctor", "--profile", "tiny", "--dir", str(tiny_all))
-    assert ok.exit_code == 0 and ok.output.count("present") == 5
+    assert ok.exit_code == 0 and ok.output.count("present") == 8
     bad = invoke("doctor", "--profile", "tiny", "--dir", empty_weights)
-    assert bad.exit_code == 4 and bad.output.count("missing") == 5 and "make-tiny" in bad.output
+    assert bad.exit_code == 4 and bad.output.count("missing") == 8 and "make-tiny" in bad.output
 
 
 def test_locked_run_exit_6(tmp_path, tiny_all):

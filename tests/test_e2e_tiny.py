@@ -61,8 +61,9 @@ def test_story_to_film(story_film):
     log = [json.loads(line) for line in Path(story_film.run_dir, "logs", "director.jsonl").read_text().splitlines()]
     # every decision of the tiny profile (candidates > 1 everywhere) goes to the director
     assert {r["task"] for r in log} == {
-        "refine", "style", "script", "pick", "verdict", "base", "context", "motion", "clip_pick",
+        "refine", "style", "script", "pick", "verdict", "base", "context", "motion", "clip_pick", "keyframe_style",
     }
+    assert (Path(story_film.run_dir) / "report.html").is_file()  # eval runs at the end of `run`
 
 
 def test_given_script_to_film(script_film):
@@ -82,7 +83,7 @@ def test_run_folder_is_complete_and_clean(script_film):
     assert {"plan", "cast/characters/mira", "cast/characters/tobin", "cast/settings/hill", "pick/characters/mira",
             "pick/characters/tobin", "pick/settings/hill", "memory", "draw/s01_k1", "review/s01_k1", "draw/s01_k2",
             "review/s01_k2", "motion/s01_k1", "motion/s01_k2", "animate/s01_k1", "animate/s01_k2", "choose/s01_k1",
-            "choose/s01_k2", "assemble"} == steps
+            "choose/s01_k2", "assemble", "eval"} == steps
     for name, record in run.manifest.steps.items():
         assert run.done(name, record.key)
 

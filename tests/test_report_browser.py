@@ -8,7 +8,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from animagent.stages.evaluate import REPORT, EvalConfig, evaluate
+from animagent.stages.evaluate import REPORT, EvalSettings, evaluate
 from tests.test_evaluate import GREEN, RED, encoders, synthetic_run  # noqa: F401  (encoders is a fixture)
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -24,7 +24,7 @@ def test_report_renders_with_its_storyboard(tmp_path, tiny_model, encoders):  # 
 
     clip, dino = encoders
     run, script, cast, keyframes, clips, config = synthetic_run(tmp_path / "run", tiny_model.root)
-    evaluate(run, script, cast, keyframes, clips, config, EvalConfig(segmenter=None),
+    evaluate(run, script, cast, keyframes, clips, config, EvalSettings(segmenter=None),
              clip=lambda: clip, dino=lambda: dino, style_classifier=lambda image: "illustration")
     screenshot = tmp_path / "report.png"
     subprocess.run(

@@ -20,6 +20,7 @@ import base64
 import html
 import io
 import logging
+from pathlib import Path
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,12 +47,12 @@ THUMB_WIDTH = 480  # report images are downscaled to this width: the file stays 
 MASK_FILL = (255, 255, 255)  # masked-out pixels of an identity crop: white, like the cast sheets' background
 
 
-class EvalConfig(BaseModel):
-    """What `eval` measures with. Proposed as `Config.eval` (config.py); every field enters the eval step key."""
+class EvalSettings(BaseModel):
+    """What `eval` measures with, resolved from the config (`eval`, `embedder`, `segmenter`); every field enters
+    the eval step key."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    auto: bool = Field(True, description="evaluate at the end of `animagent run`")
     clip: str = Field("clip_vit_l", description="registry name of the CLIP model: CLIP-T, background, image-image")
     dino: str = Field("dinov2_base", description="registry name of the DINOv2 model: subject consistency")
     identity_encoder: Literal["clip", "dino"] = Field(
@@ -60,6 +61,15 @@ class EvalConfig(BaseModel):
     segmenter: str | None = Field(
         "sam_vit_h", description="registry name of SAM for masking identity crops; null: plain box crops"
     )
+
+    @classmethod
+    def from_config(cls, config: Config) -> EvalSettings:
+        masked = config.eval.masked_crops
+        return cls(
+            clip=config.embedder.clip, dino=config.embedder.dino, identity_encoder=config.eval.identity_encoder,
+            segmenter=(config.segmenter.model if config.segmenter.kind == "sam" else "segment_anything")
+            if masked else None,
+        )
 
 
 class ImageEncoder(Protocol):
@@ -88,7 +98,7 @@ def evaluate(
     keyframes: list[Keyframe],
     clips: list[Clip],
     config: Config,
-    settings: EvalConfig,
+    settings: EvalSettings,
     clip: Callable[[], TextImageEncoder],
     dino: Callable[[], ImageEncoder],
     segmenter: Callable[[], Segmenter] | None = None,
@@ -103,7 +113,7 @@ def evaluate(
     encoders = _encoders(config, settings, style_classifier is not None)
     step = "eval"
     key = step_key(
-        step=step, script=script, settings=settings.model_dump(exclude={"auto"}), encoders=encoders,
+        step=step, script=script, settings=settings.model_dump(), encoders=encoders,
         sheets=[run.sha(s.image) for s in cast.characters],
         keyframes=[run.sha(k.image) for k in keyframes], clips=[run.sha(c.video) for c in clips],
         director=config.director if style_classifier is not None else None,
@@ -141,7 +151,7 @@ def _measure(
     cast: Cast,
     keyframes: list[Keyframe],
     clips: list[Clip],
-    settings: EvalConfig,
+    settings: EvalSettings,
     encoders: tuple[Encoder, ...],
     clip: Callable[[], TextImageEncoder],
     dino: Callable[[], ImageEncoder],
@@ -234,13 +244,16 @@ def _character_crops(
     return crops
 
 
-def _encoders(config: Config, settings: EvalConfig, styled: bool) -> tuple[Encoder, ...]:
+def _encoders(config: Config, settings: EvalSettings, styled: bool) -> tuple[Encoder, ...]:
     flavor = config.weights.flavor
     entries = [("clip", settings.clip), ("dino", settings.dino)]
-    if settings.segmenter is not None:
+    if settings.segmenter is not None and settings.segmenter != "segment_anything":
         entries.append(("segmenter", settings.segmenter))
     encoders = [Encoder(role=role, name=name, repo_id=spec(name).repo_id, revision=spec(name).revision, flavor=flavor)
                 for role, name in entries]
+    if settings.segmenter == "segment_anything":  # an official .pth checkpoint, identified by its file name
+        encoders.append(Encoder(role="segmenter", name="segment_anything", repo_id="facebookresearch/segment-anything",
+                                revision=Path(str(config.segmenter.checkpoint)).name, flavor=flavor))
     if styled:
         director = config.director
         served = director.kind == "openai"
