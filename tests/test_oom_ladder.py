@@ -81,3 +81,52 @@ def test_other_errors_are_not_swallowed(animator, monkeypatch):
     with pytest.raises(ValueError, match="bug"):
         _animate(a)
     assert a.take_ladder() == []
+
+
+@pytest.fixture
+def painter(tiny_model, monkeypatch):
+    from animagent.backends.painter_sdxl import SDXLPainter
+
+    for name in ("sdxl_base", "sdxl_vae_fp16_fix"):
+        tiny_model(name)
+    made = []
+
+    def make(fault: str):
+        monkeypatch.setenv("ANIMAGENT_FAULT", fault)
+        faults._passes.clear()
+        config = Config(device="cpu", dtype="float32", weights={"flavor": "tiny", "root": str(tiny_model.root)},
+                        painter={"width": 64, "height": 64, "steps": 2})
+        p = SDXLPainter(config, tiny_model.root)
+        calls = {"denoise": 0}
+        denoise = p._denoise
+
+        def counting(*args, **kwargs):
+            result = denoise(*args, **kwargs)
+            calls["denoise"] += 1
+            return result
+
+        monkeypatch.setattr(p, "_denoise", counting)
+        made.append(p)
+        return p, calls
+
+    yield make
+    for p in made:
+        p.close()
+
+
+def test_painter_decode_oom_keeps_the_latents(painter):
+    p, calls = painter("oom@painter_decode:1,oom@painter_decode:2")
+    images = p.sketch("a fox", 64, 64, [1, 2])
+    assert len(images) == 2 and images[0].size == (64, 64)
+    assert calls["denoise"] == 1
+    assert p.take_ladder() == ["decode out of memory: vae slicing", "decode out of memory: vae tiling"]
+
+
+def test_painter_denoise_oom_falls_back_to_one_candidate_at_a_time(painter):
+    p, calls = painter("oom@painter:1,oom@painter:2")
+    assert len(p.sketch("a fox", 64, 64, [1, 2])) == 2
+    assert calls["denoise"] == 2  # the two candidates, one call each
+    assert p.take_ladder() == ["denoise out of memory: cpu offload", "denoise out of memory: one candidate at a time"]
+    q, _ = painter("oom@painter:1,oom@painter:2,oom@painter:3")
+    with pytest.raises(ResourceError, match="lowvram"):
+        q.sketch("a fox", 64, 64, [1, 2])

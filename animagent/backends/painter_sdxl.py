@@ -27,9 +27,10 @@ from diffusers import AutoencoderKL, StableDiffusionXLInpaintPipeline, StableDif
 from diffusers.image_processor import IPAdapterMaskProcessor
 from PIL import Image
 
-from animagent import gpu
+from animagent import faults, gpu
 from animagent.artifacts import Box
 from animagent.config import Config
+from animagent.errors import ResourceError
 from animagent.weights import model_dir
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,8 @@ class SDXLPainter:
             use_safetensors=True, local_files_only=True,
         ).to(gpu.device(config))
         self._pipe.set_progress_bar_config(disable=True)
+        self._device = gpu.device(config)
+        self.ladder: list[str] = []
         self._inpaint: StableDiffusionXLInpaintPipeline | None = None
         self._adapter_loaded = False
         log.info("loaded %s + %s in %.1f s", config.painter.model, config.painter.vae,
@@ -106,8 +109,11 @@ class SDXLPainter:
             return self._paint(
                 self._pipe, prompt, width, height, seeds, prompt_2=prompt_2,
                 ip_adapter_image=[characters, style.image.convert("RGB") if style is not None else blank],
-                # one mask tensor per adapter: [1, images of that adapter, H, W]
-                cross_attention_kwargs={"ip_adapter_masks": [masks.transpose(0, 1), full.transpose(0, 1)]},
+                # one mask tensor per adapter: [1, images of that adapter, H, W], on the pipeline's device:
+                # CPU masks are resized and copied to the GPU in every attention layer at every step, which
+                # kept the H200 idle for 9 of a keyframe's 11 s
+                cross_attention_kwargs={"ip_adapter_masks": [masks.transpose(0, 1).to(self._device),
+                                                              full.transpose(0, 1).to(self._device)]},
             )
 
     def repair(
@@ -137,7 +143,7 @@ class SDXLPainter:
                 mask_image=region, strength=strength,
                 ip_adapter_image=[[ref.image.convert("RGB")], style.image.convert("RGB") if style is not None else blank],
                 # per-image scales need per-adapter masks; whole-frame ones change nothing else
-                cross_attention_kwargs={"ip_adapter_masks": [full.transpose(0, 1), full.transpose(0, 1)]},
+                cross_attention_kwargs={"ip_adapter_masks": [full.transpose(0, 1).to(self._device)] * 2},
             )
         return Image.composite(painted, image.convert("RGB"), region)
 
@@ -159,9 +165,52 @@ class SDXLPainter:
     def _paint(
         self, pipe, prompt: str, width: int, height: int, seeds: Sequence[int], **extra: object
     ) -> list[Image.Image]:
-        painter = self._config.painter
+        """Denoise to latents, then decode; out of GPU memory, walk a ladder instead of failing.
+
+        Denoising retries with model CPU offload, then one candidate at a time; decoding retries with VAE
+        slicing, then tiling. The latents are kept between the two, so a decode failure never re-runs the
+        denoising. Each rung taken is kept in `self.ladder` for the manifest (`take_ladder`).
+        """
         started = time.perf_counter()
-        images = pipe(
+        rungs = ["cpu offload", "one candidate at a time"]
+        batches = [list(seeds)]
+        while True:
+            try:
+                latents = torch.cat([self._denoise(pipe, prompt, width, height, batch, **extra) for batch in batches])
+                break
+            except Exception as exc:
+                if not gpu.is_oom(exc) or not rungs:
+                    raise self._exhausted(exc) if gpu.is_oom(exc) else exc
+                rung = rungs.pop(0)
+                gpu.free_memory()
+                if rung == "cpu offload" and self._device == "cuda":
+                    self._pipe.enable_model_cpu_offload()
+                elif rung == "one candidate at a time":
+                    batches = [[seed] for seed in seeds]
+                self._step(f"denoise out of memory: {rung}")
+        rungs = ["vae slicing", "vae tiling"]
+        while True:
+            try:
+                faults.check("painter_decode")
+                images = self._decode(pipe, latents)
+                break
+            except Exception as exc:
+                if not gpu.is_oom(exc) or not rungs:
+                    raise self._exhausted(exc) if gpu.is_oom(exc) else exc
+                rung = rungs.pop(0)
+                gpu.free_memory()
+                if rung == "vae slicing":
+                    pipe.vae.enable_slicing()
+                else:
+                    pipe.vae.enable_tiling()
+                self._step(f"decode out of memory: {rung}")
+        log.debug("painted %d × %dx%d in %.2f s", len(seeds), width, height, time.perf_counter() - started)
+        return images
+
+    def _denoise(self, pipe, prompt: str, width: int, height: int, seeds: Sequence[int], **extra: object):
+        painter = self._config.painter
+        faults.check("painter")
+        return pipe(
             prompt,
             negative_prompt=painter.negative_prompt,
             width=width,
@@ -170,10 +219,47 @@ class SDXLPainter:
             guidance_scale=painter.guidance,
             num_images_per_prompt=len(seeds),
             generator=[gpu.generator(seed) for seed in seeds],  # one generator per image: a seed is a candidate
+            output_type="latent",
             **extra,
         ).images
-        log.debug("painted %d × %dx%d in %.2f s", len(seeds), width, height, time.perf_counter() - started)
-        return images
+
+    @torch.no_grad()
+    def _decode(self, pipe, latents: torch.Tensor) -> list[Image.Image]:
+        """What the SDXL pipelines do after denoising (diffusers 0.42): unscale, decode, postprocess."""
+        vae = pipe.vae
+        upcast = vae.dtype == torch.float16 and vae.config.force_upcast  # the fp16-fix VAE needs no upcast
+        if upcast:
+            vae.to(dtype=torch.float32)
+        latents = latents.to(next(iter(vae.post_quant_conv.parameters())).dtype)
+        mean, std = getattr(vae.config, "latents_mean", None), getattr(vae.config, "latents_std", None)
+        if mean is not None and std is not None:
+            mean = torch.tensor(mean).view(1, 4, 1, 1).to(latents.device, latents.dtype)
+            std = torch.tensor(std).view(1, 4, 1, 1).to(latents.device, latents.dtype)
+            latents = latents * std / vae.config.scaling_factor + mean
+        else:
+            latents = latents / vae.config.scaling_factor
+        image = vae.decode(latents, return_dict=False)[0]
+        if upcast:
+            vae.to(dtype=torch.float16)
+        if getattr(pipe, "watermark", None) is not None:
+            image = pipe.watermark.apply_watermark(image)
+        return pipe.image_processor.postprocess(image, output_type="pil")
+
+    def take_ladder(self) -> list[str]:
+        """The OOM-ladder steps taken since the last call (recorded in the manifest by the stage)."""
+        steps, self.ladder = self.ladder, []
+        return steps
+
+    def _step(self, what: str) -> None:
+        log.warning("painter %s", what)
+        self.ladder.append(what)
+
+    def _exhausted(self, exc: BaseException) -> ResourceError:
+        gpu.free_memory()
+        return ResourceError(
+            f"out of GPU memory while painting after {', '.join(self.ladder) or 'no recovery steps'} ({exc}); "
+            "free the GPU or use --profile lowvram, then resume"
+        )
 
     def _load_adapter(self) -> None:
         if self._adapter_loaded:

@@ -129,7 +129,8 @@ def _draw_candidates(
         run.write_image(rel, image)
     run.write_model(f"{folder}/candidates.json",
                     Candidates(item=item_id, prompt=prompt, seeds=tuple(seeds), images=tuple(rels)))
-    run.record(step, key, [*rels, f"{folder}/candidates.json"], time.perf_counter() - started)
+    run.record(step, key, [*rels, f"{folder}/candidates.json"], time.perf_counter() - started,
+               notes=painter().take_ladder())
 
 
 def _pick(

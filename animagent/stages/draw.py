@@ -100,5 +100,5 @@ def draw(
             run.write_image(rel, image)
         run.write_model(json_rel, Candidates(item=shot.id, prompt=prompt, prompt_2=prompt_2, seeds=tuple(seeds),
                                              images=tuple(rels), references=tuple(refs)))
-        run.record(step, key, [*rels, json_rel], time.perf_counter() - started)
+        run.record(step, key, [*rels, json_rel], time.perf_counter() - started, notes=painter().take_ladder())
     return run.read_model(json_rel, Candidates)
