@@ -1,0 +1,872 @@
+"""Benchmark the full-size pipeline on one GPU, in one process: models, film, naive baseline, lowvram, levers.
+
+Needs the weights written by scripts/make_fullsize.py (full-size architectures, random weights: timings and
+memory are real, pictures are noise). Phases, run in this order (`--phases` picks some):
+
+  reference  plain diffusers models built from the configs (no pipeline): UNet step, VAE decode, FLOP counts
+  pipeline   the default profile on scripts/bench_script.json through animagent.studio's stages (plan is
+             skipped: the script is given): wall time, load time, GPU kernel time and peak memory per stage;
+             every painter/animator call is timed, which gives the keyframe and clip figures
+  naive      the same work written by hand: plain diffusers pipelines, default settings, fp16 eager, loaded
+             per shot; then the ratio of the two
+  director   TransformersDirector.ask with an image and a schema: time to first token, decode tokens/s
+  lowvram    the lowvram profile on the same script: peak GPU memory per stage
+  levers     speed levers applied from outside to the backends' own pipelines, measured cumulatively
+             (channels_last, fused self-attention QKV, cuDNN attention first, regional torch.compile), then a
+             keyframe and a clip with all of them
+
+GPU time is the union of the kernels' busy intervals from CUPTI (torch.profiler, CUDA activity only); time
+outside model kernels = stage wall - model loading - kernel time. Writes <out>/summary.json after every phase
+and prints it at the end. `--tiny` runs every phase on the tiny models (`animagent weights make-tiny`) to
+check the code paths in seconds; its numbers mean nothing.
+
+Usage: python scripts/bench_gpu.py --weights ROOT --out DIR [--phases pipeline,naive] [--tiny]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import functools
+import gc
+import json
+import logging
+import os
+import platform
+import shutil
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Self
+
+import numpy as np
+import torch
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from animagent import gpu
+from animagent.artifacts import Clip, Keyframe, Script
+from animagent.config import Config, load_config
+from animagent.runfolder import RunFolder, derive_seed
+from animagent.weights import model_dir
+
+log = logging.getLogger("bench")
+
+PHASES = ("reference", "pipeline", "naive", "director", "lowvram", "levers")
+GB = 1e9
+TARGETS = {"keyframe_s": 0.9, "clip_s": 9.0, "film_speedup": 2.5, "outside_kernels_share": 0.10, "lowvram_peak_gb": 22.0}
+
+
+# --- measuring ----------------------------------------------------------------------------------------------
+
+
+def sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def reset_peak() -> None:
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+
+
+def peak() -> dict[str, float]:
+    if not torch.cuda.is_available():
+        return {}
+    return {"peak_allocated_gb": round(torch.cuda.max_memory_allocated() / GB, 2),
+            "peak_reserved_gb": round(torch.cuda.max_memory_reserved() / GB, 2)}
+
+
+def time_gpu(fn: Callable[[], object], repeat: int, warmup: int = 1) -> float:
+    """Median milliseconds of `fn` between CUDA events (host clock without CUDA)."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeat):
+        if torch.cuda.is_available():
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end))
+        else:
+            began = time.perf_counter()
+            fn()
+            times.append((time.perf_counter() - began) * 1e3)
+    return round(statistics.median(times), 2)
+
+
+def wall(fn: Callable[[], object]) -> float:
+    sync()
+    began = time.perf_counter()
+    fn()
+    sync()
+    return time.perf_counter() - began
+
+
+def count_flops(fn: Callable[[], object]) -> int:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops()
+
+
+def union_seconds(intervals: list[tuple[int, int]]) -> float:
+    total, end = 0, -1
+    for start, stop in sorted(intervals):
+        if stop <= end:
+            continue
+        total += stop - max(start, end)
+        end = stop
+    return total / 1e9
+
+
+class GpuActivity:
+    """The GPU's busy time while the block runs: union of kernel intervals (copies and memsets apart), from CUPTI."""
+
+    def __init__(self) -> None:
+        self.kernel_s = self.copy_s = 0.0
+        self.kernels = 0
+        self._profiler: Any = None
+
+    def __enter__(self) -> Self:
+        if torch.cuda.is_available():
+            from torch.profiler import ProfilerActivity, profile
+
+            self._profiler = profile(activities=[ProfilerActivity.CUDA])
+            self._profiler.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._profiler is None:
+            return
+        from torch.autograd import DeviceType
+
+        sync()
+        self._profiler.__exit__(*exc)
+        kernels, copies = [], []
+        for event in self._profiler.profiler.kineto_results.events():
+            if event.device_type() == DeviceType.CUDA:
+                span = (event.start_ns(), event.start_ns() + event.duration_ns())
+                (copies if event.name().startswith(("Memcpy", "Memset")) else kernels).append(span)
+        self.kernel_s, self.copy_s, self.kernels = union_seconds(kernels), union_seconds(copies), len(kernels)
+        self._profiler = None
+
+
+@dataclass
+class Recorder:
+    """Wall time of backend calls and model loads, recorded by wrapping the backend classes' methods."""
+
+    events: list[tuple[str, float, float]] = field(default_factory=list)  # (kind, seconds, of which loading)
+    loading: float = 0.0
+
+    def wrap(self, cls: type, method: str, kind: str, load: bool = False) -> None:
+        original = getattr(cls, method)
+        recorder = self
+
+        @functools.wraps(original)
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            sync()
+            began, loading_before = time.perf_counter(), recorder.loading
+            try:
+                return original(*args, **kwargs)
+            finally:
+                sync()
+                seconds = time.perf_counter() - began
+                nested = recorder.loading - loading_before
+                if load:
+                    recorder.loading += seconds - nested
+                recorder.events.append((kind, seconds, nested))
+
+        setattr(cls, method, timed)
+
+    def mark(self) -> int:
+        return len(self.events)
+
+    def load_seconds(self, since: int) -> float:
+        return sum(s - nested for kind, s, nested in self.events[since:] if kind.startswith("load"))
+
+    def calls(self, kind: str, since: int) -> list[float]:
+        """Net seconds of each `kind` call since the mark, loads inside it excluded."""
+        return [round(s - nested, 3) for k, s, nested in self.events[since:] if k == kind]
+
+
+def instrument(recorder: Recorder) -> None:
+    from animagent.backends.animator_svd import SVDAnimator
+    from animagent.backends.director_transformers import TransformersDirector
+    from animagent.backends.painter_sdxl import SDXLPainter
+
+    recorder.wrap(SDXLPainter, "__init__", "load:painter", load=True)
+    recorder.wrap(SDXLPainter, "_load_adapter", "load:ip_adapter", load=True)
+    recorder.wrap(SVDAnimator, "__init__", "load:animator", load=True)
+    recorder.wrap(TransformersDirector, "__init__", "load:director", load=True)
+    recorder.wrap(SDXLPainter, "sketch", "sketch")
+    recorder.wrap(SDXLPainter, "draw", "draw")
+    recorder.wrap(SVDAnimator, "animate", "animate")
+
+
+class Capture:
+    """Keep the arguments of a module's first forward call, to replay exactly that call."""
+
+    def __init__(self, module: torch.nn.Module) -> None:
+        self.args: tuple = ()
+        self.kwargs: dict[str, Any] = {}
+        self._handle = module.register_forward_pre_hook(self._hook, with_kwargs=True)
+
+    def _hook(self, module: torch.nn.Module, args: tuple, kwargs: dict[str, Any]) -> None:
+        self.args, self.kwargs = args, kwargs
+        self._handle.remove()
+
+
+# --- the bench ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Bench:
+    root: Path
+    out: Path
+    script: Script
+    tiny: bool
+    recorder: Recorder
+    summary: dict[str, Any]
+
+    def config(self, profile: str, *overrides: str) -> Config:
+        extra = [f"weights.root={self.root}"] + (["device=auto"] if self.tiny else [])
+        return load_config("tiny" if self.tiny else profile, overrides=[*extra, *overrides])
+
+    def folder(self, name: str, config: Config) -> Path:
+        return model_dir(self.root, name, config.weights.flavor)
+
+    def fresh(self, name: str) -> Path:
+        path = self.out / name
+        shutil.rmtree(path, ignore_errors=True)
+        path.mkdir(parents=True)
+        return path
+
+
+def phase_reference(b: Bench) -> dict[str, Any]:
+    """Plain diffusers models from the configs with random init (no pipeline, no weights file): the issue's
+    reference figures on this machine, and the FLOP counts the other phases divide by."""
+    from diffusers import (
+        AutoencoderKL,
+        AutoencoderKLTemporalDecoder,
+        UNet2DConditionModel,
+        UNetSpatioTemporalConditionModel,
+    )
+
+    config = b.config("default")
+    dtype, device = gpu.dtype(config), gpu.device(config)
+    painter, animator = config.painter, config.animator
+    result: dict[str, Any] = {"dtype": str(dtype), "sdpa_backends": sdpa_backends()}
+    randn = functools.partial(torch.randn, device=device, dtype=dtype)
+
+    def build(cls: Any, folder: Path) -> Any:  # random init on the GPU; forward passes run outside the context
+        with torch.device(device):
+            return cls.from_config(cls.load_config(folder)).to(device=device, dtype=dtype).eval()  # legacy CPU buffers too
+
+    with torch.no_grad():
+        unet = build(UNet2DConditionModel, b.folder(painter.model, config) / "unet")
+        c = unet.config
+        text_dim = c.projection_class_embeddings_input_dim - 6 * c.addition_time_embed_dim
+        sample = randn(2, c.in_channels, painter.height // 8, painter.width // 8)
+        hidden, timestep = randn(2, 77, c.cross_attention_dim), torch.tensor([500.0, 500.0], device=device)
+        added = {"text_embeds": randn(2, text_dim), "time_ids": randn(2, 6)}
+
+        def sdxl_step() -> object:
+            return unet(sample, timestep, hidden, added_cond_kwargs=added)
+
+        result["sdxl_unet_step_ms"] = time_gpu(sdxl_step, repeat=10, warmup=3)
+        result["sdxl_unet_step_tflop"] = count_flops(sdxl_step) / 1e12
+
+        vae = build(AutoencoderKL, b.folder(painter.vae, config))
+        latents = randn(1, 4, painter.height // 8, painter.width // 8)
+        result["sdxl_vae_decode_ms"] = time_gpu(lambda: vae.decode(latents), repeat=5, warmup=2)
+        result["sdxl_vae_decode_tflop"] = count_flops(lambda: vae.decode(latents)) / 1e12
+        vae.float()  # what the pipeline's force_upcast does to the base VAE in fp16
+        result["sdxl_vae_decode_fp32_upcast_ms"] = time_gpu(lambda: vae.decode(latents.float()), repeat=3, warmup=1)
+
+        svd = build(UNetSpatioTemporalConditionModel, b.folder(animator.model, config) / "unet")
+        c = svd.config
+        frames, h, w = animator.frames, animator.height // 8, animator.width // 8
+        video = randn(2, frames, c.in_channels, h, w)
+        image_embeds, ids = randn(2, 1, c.cross_attention_dim), randn(2, 3)
+        sigma = torch.tensor([1.0, 1.0], device=device)
+
+        def svd_step() -> object:
+            return svd(video, sigma, encoder_hidden_states=image_embeds, added_time_ids=ids)
+
+        result["svd_unet_step_ms"] = time_gpu(svd_step, repeat=3, warmup=1)
+        result["svd_unet_step_tflop"] = count_flops(svd_step) / 1e12
+
+        vae = build(AutoencoderKLTemporalDecoder, b.folder(animator.model, config) / "vae")
+        clip_latents = randn(frames, 4, h, w)
+
+        def decode(chunk: int) -> Callable[[], None]:
+            def run() -> None:
+                for i in range(0, frames, chunk):
+                    part = clip_latents[i:i + chunk]
+                    vae.decode(part, num_frames=part.shape[0])
+            return run
+
+        for chunk in sorted({animator.decode_chunk_size, frames}):
+            result[f"svd_vae_decode_chunk{chunk}_ms"] = time_gpu(decode(chunk), repeat=2, warmup=1)
+        result["svd_vae_decode_tflop"] = count_flops(decode(animator.decode_chunk_size)) / 1e12
+    return result
+
+
+def sdpa_backends() -> dict[str, bool]:
+    b = torch.backends.cuda
+    return {"flash": b.flash_sdp_enabled(), "mem_efficient": b.mem_efficient_sdp_enabled(),
+            "cudnn": b.cudnn_sdp_enabled(), "math": b.math_sdp_enabled()}
+
+
+def run_film(b: Bench, profile: str, label: str) -> dict[str, Any]:
+    """cast → draw (+ review) → animate → assemble through Studio's stage methods, releasing models where
+    Studio.run does; plan is skipped (the script is given), so the figures are Studio.run's minus planning."""
+    from animagent.studio import SCRIPT, Studio
+
+    config = b.config(profile)
+    studio = Studio(config, b.fresh(f"run-{label}"))
+    studio.run_folder.write_model(SCRIPT, b.script)
+    stages: dict[str, Any] = {}
+
+    def stage(name: str, fn: Callable[[], Any]) -> Any:
+        mark = b.recorder.mark()
+        reset_peak()
+        began = time.perf_counter()
+        with GpuActivity() as activity:
+            value = fn()
+        seconds = time.perf_counter() - began
+        loads = b.recorder.load_seconds(mark)
+        stages[name] = {
+            "wall_s": round(seconds, 2), "load_s": round(loads, 2), "kernel_s": round(activity.kernel_s, 2),
+            "copy_s": round(activity.copy_s, 2), "kernels": activity.kernels,
+            "outside_kernels_s": round(seconds - loads - activity.kernel_s, 2), **peak(),
+            "calls": {kind: b.recorder.calls(kind, mark) for kind in ("sketch", "draw", "animate")
+                      if b.recorder.calls(kind, mark)},
+        }
+        log.info("%s %s: %s", label, name, {k: v for k, v in stages[name].items() if k != "calls"})
+        return value
+
+    def draw() -> Any:
+        keyframes = studio.draw(b.script, sheets)
+        studio._release_painter()
+        studio._release_segmenter()
+        return keyframes
+
+    def animate() -> Any:
+        clips = studio.animate(b.script, keyframes)
+        studio._release_animator()
+        return clips
+
+    with studio.run_folder.lock():
+        try:
+            sheets = stage("cast", lambda: studio.cast(b.script))
+            keyframes = stage("draw", draw)
+            clips = stage("animate", animate)
+            stage("assemble", lambda: studio.assemble(b.script, keyframes, clips))
+        finally:
+            studio.close()
+    return {"profile": config.profile, "stages": stages, **totals(stages)}
+
+
+def totals(stages: dict[str, Any]) -> dict[str, Any]:
+    total = sum(s["wall_s"] for s in stages.values())
+    loads = sum(s["load_s"] for s in stages.values())
+    outside = sum(s["outside_kernels_s"] for s in stages.values())
+    for s in stages.values():
+        s["share"] = round(s["wall_s"] / total, 3)
+    return {
+        "wall_s": round(total, 2), "load_s": round(loads, 2),
+        "kernel_s": round(sum(s["kernel_s"] for s in stages.values()), 2),
+        "outside_kernels_s": round(outside, 2),
+        "outside_kernels_share": round(outside / (total - loads), 3),
+        "peak_reserved_gb": max((s.get("peak_reserved_gb", 0.0) for s in stages.values()), default=0.0),
+        "peak_allocated_gb": max((s.get("peak_allocated_gb", 0.0) for s in stages.values()), default=0.0),
+    }
+
+
+def phase_pipeline(b: Bench) -> dict[str, Any]:
+    return run_film(b, "default", "default")
+
+
+def phase_lowvram(b: Bench) -> dict[str, Any]:
+    return run_film(b, "lowvram", "lowvram")
+
+
+def phase_naive(b: Bench) -> dict[str, Any]:
+    """The film's generation work as a user would write it from the diffusers docs: plain pipelines, default
+    settings (the SDXL base VAE, upcast to fp32 for decoding; SVD decodes all frames at once), fp16 eager, the
+    SDXL pipeline (+ IP-Adapter) and the SVD pipeline loaded again for every shot, one call per image or clip.
+    Same sizes, steps, guidance, references, masks and candidate counts as the film; no director picks, review
+    or scoring (the film's extra work); the first candidate is kept; clips and film encoded by the same code."""
+    from diffusers import StableDiffusionXLPipeline, StableVideoDiffusionPipeline
+    from diffusers.image_processor import IPAdapterMaskProcessor
+
+    from animagent import video
+    from animagent.backends.animator_svd import MOTION_TABLE
+    from animagent.backends.painter_sdxl import IP_ADAPTER_ENCODER, IP_ADAPTER_WEIGHTS, _mask
+    from animagent.stages import assemble, cast
+
+    config = b.config("default")
+    painter, animator = config.painter, config.animator
+    dtype, device = gpu.dtype(config), gpu.device(config)
+    sdxl, svd = b.folder(painter.model, config), b.folder(animator.model, config)
+    adapter = b.folder(painter.ip_adapter, config)
+    run = RunFolder(b.fresh("run-naive"))
+    script, load_s = b.script, 0.0
+    calls: dict[str, list[float]] = {"sketch": [], "draw": [], "animate": []}
+
+    def load(make: Callable[[], Any]) -> Any:
+        nonlocal load_s
+        began = time.perf_counter()
+        value = make()
+        sync()
+        load_s += time.perf_counter() - began
+        return value
+
+    def load_sdxl(with_adapter: bool) -> Any:
+        pipe = StableDiffusionXLPipeline.from_pretrained(sdxl, torch_dtype=dtype, variant="fp16").to(device)
+        pipe.set_progress_bar_config(disable=True)
+        if with_adapter:
+            pipe.load_ip_adapter(str(adapter), subfolder=IP_ADAPTER_WEIGHTS[0], weight_name=IP_ADAPTER_WEIGHTS[1],
+                                 image_encoder_folder=IP_ADAPTER_ENCODER)
+        return pipe
+
+    def paint(pipe: Any, prompt: str, seed: int, kind: str, **extra: Any) -> Image.Image:
+        began = time.perf_counter()
+        image = pipe(prompt, negative_prompt=painter.negative_prompt, width=painter.width, height=painter.height,
+                     num_inference_steps=painter.steps, guidance_scale=painter.guidance,
+                     generator=torch.Generator("cpu").manual_seed(seed), **extra).images[0]
+        calls[kind].append(round(time.perf_counter() - began, 3))
+        return image
+
+    reset_peak()
+    began = time.perf_counter()
+    with GpuActivity() as activity:
+        pipe = load(lambda: load_sdxl(with_adapter=False))
+        sheets: dict[str, str] = {}
+        jobs = [("characters", c.id, cast.character_prompt(script, c)) for c in script.characters]
+        jobs += [("settings", s.id, cast.setting_prompt(script, s)) for s in script.settings]
+        for kind, item, prompt in jobs:
+            for n in range(config.cast.candidates):  # the film draws this many per item (the director picks)
+                image = paint(pipe, prompt, derive_seed(config.seed, "cast", kind, item, take=n), "sketch")
+                if n == 0:
+                    sheets[item] = f"cast/{kind}/{item}.png"
+                    run.write_image(sheets[item], image)
+        del pipe
+        gc.collect()
+
+        keyframes, clips = [], []
+        for shot in script.shots():
+            pipe = load(lambda: load_sdxl(with_adapter=True))
+            refs = [(run.read_image(sheets[p.character]), painter.character_scale, p.box) for p in shot.characters]
+            refs.append((run.read_image(sheets[shot.setting]), painter.setting_scale, None))
+            pipe.set_ip_adapter_scale([[scale for _, scale, _ in refs]])
+            masks = IPAdapterMaskProcessor().preprocess([_mask(box, painter.width, painter.height) for *_, box in refs],
+                                                        height=painter.height, width=painter.width)
+            prompt, seed = shot_prompt(script, shot), derive_seed(config.seed, "draw", shot.id)
+            for n in range(config.draw.candidates):
+                candidate = paint(pipe, prompt, seed + n, "draw", ip_adapter_image=[[img for img, *_ in refs]],
+                                  cross_attention_kwargs={"ip_adapter_masks": [masks.reshape(1, len(refs),
+                                                                                             *masks.shape[-2:])]})
+                if n == 0:
+                    image = candidate
+            keyframes.append(Keyframe(shot=shot.id, image=f"keyframes/{shot.id}.png", prompt=prompt, seed=seed))
+            run.write_image(keyframes[-1].image, image)
+            del pipe
+            gc.collect()
+
+            pipe = load(lambda: StableVideoDiffusionPipeline.from_pretrained(svd, torch_dtype=dtype, variant="fp16")
+                        .to(device))
+            pipe.set_progress_bar_config(disable=True)
+            motion, seed = MOTION_TABLE[shot.motion], derive_seed(config.seed, "animate", shot.id)
+            for n in range(animator.candidates):
+                began_clip = time.perf_counter()
+                candidate = pipe(image.resize((animator.width, animator.height)), width=animator.width,
+                                 height=animator.height, num_frames=animator.frames,
+                                 num_inference_steps=animator.steps, min_guidance_scale=animator.min_guidance,
+                                 max_guidance_scale=animator.max_guidance, fps=motion.fps,
+                                 motion_bucket_id=motion.motion_bucket_id,
+                                 noise_aug_strength=motion.noise_aug_strength,
+                                 generator=torch.Generator("cpu").manual_seed(seed + n)).frames[0]
+                calls["animate"].append(round(time.perf_counter() - began_clip, 3))
+                if n == 0:
+                    frames = candidate
+            clips.append(Clip(shot=shot.id, video=f"clips/{shot.id}.mp4", frames=len(frames), fps=motion.fps,
+                              seed=seed))
+            with run.writing(clips[-1].video) as tmp:
+                video.write_video([np.asarray(f.convert("RGB")) for f in frames], tmp, fps=motion.fps,
+                                  crf=config.assemble.crf, preset=config.assemble.preset)
+            del pipe
+            gc.collect()
+        assemble.assemble(script, keyframes, clips, run, config, lambda *_: None)
+    seconds = time.perf_counter() - began
+    return {
+        "wall_s": round(seconds, 2), "load_s": round(load_s, 2), "kernel_s": round(activity.kernel_s, 2),
+        "copy_s": round(activity.copy_s, 2), "outside_kernels_s": round(seconds - load_s - activity.kernel_s, 2),
+        "outside_kernels_share": round((seconds - load_s - activity.kernel_s) / (seconds - load_s), 3),
+        **peak(), "calls": calls,
+    }
+
+
+def phase_director(b: Bench) -> dict[str, Any]:
+    """One warm-up and three timed `ask` calls (style task: image + schema), one attempt each."""
+    from animagent.backends.director import make_director
+    from animagent.errors import DirectorOutputError
+    from animagent.tasks import StyleDecision
+
+    config = b.config("default", "director.max_attempts=1")
+    reset_peak()
+    mark = b.recorder.mark()
+    director = make_director(config, b.out / "director.jsonl")
+    load_s = b.recorder.load_seconds(mark)
+    clock = TokenClock()
+    generate = director.model.generate
+
+    def timed_generate(*args: Any, **kwargs: Any) -> Any:
+        clock.times = []
+        return generate(*args, streamer=clock, **kwargs)
+
+    director.model.generate = timed_generate
+    params = sum(p.numel() for p in director.model.parameters())
+    image = keyframe_image(b, (1024, 1024))
+    runs = []
+    try:
+        for attempt in range(4):
+            began = time.perf_counter()
+            ok = True
+            try:
+                director.ask("style", {"story": b.script.story}, StyleDecision, images=[image], seed=attempt)
+            except DirectorOutputError:
+                ok = False
+            seconds = time.perf_counter() - began
+            times, new = clock.times, len(clock.times) - 1
+            runs.append({
+                "seconds": round(seconds, 3), "ok": ok, "prompt_tokens": clock.prompt_tokens, "new_tokens": new,
+                "ttft_s": round(times[1] - times[0], 3) if new >= 1 else None,
+                "decode_tok_s": round((new - 1) / (times[-1] - times[1]), 1) if new >= 2 else None,
+            })
+            log.info("director run %d: %s", attempt, runs[-1])
+    finally:
+        director.close()
+    timed = runs[1:]
+    rates = [r["decode_tok_s"] for r in timed if r["decode_tok_s"]]
+    return {
+        "load_s": round(load_s, 2), "runs": runs, "params": params,
+        "median_decode_tok_s": statistics.median(rates) if rates else None,
+        "median_ttft_s": statistics.median(r["ttft_s"] for r in timed if r["ttft_s"] is not None),
+        "median_call_s": statistics.median(r["seconds"] for r in timed), **peak(),
+    }
+
+
+class TokenClock:
+    """A `generate(streamer=...)` that only timestamps: first `put` is the prompt, then one per new token."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+        self.prompt_tokens = 0
+
+    def put(self, value: torch.Tensor) -> None:
+        if not self.times:
+            self.prompt_tokens = int(value.numel())
+        self.times.append(time.perf_counter())
+
+    def end(self) -> None:
+        pass
+
+
+def shot_prompt(script: Script, shot: Any) -> str:
+    """A keyframe prompt like the draw stage's (style, camera, description, people, setting); CLIP truncates
+    it to 77 tokens, so its exact wording does not change the work."""
+    people = " ".join(f"{script.character(p.character).name}: {script.character(p.character).appearance}."
+                      for p in shot.characters)
+    setting = script.setting(shot.setting)
+    return (f"{script.style.style_class} style, {script.style.description}. {shot.camera}. {shot.description}. "
+            f"{people} Setting: {setting.name}, {setting.description}.")
+
+
+def keyframe_image(b: Bench, size: tuple[int, int]) -> Image.Image:
+    """The film's first keyframe if the pipeline phase left one, else seeded noise."""
+    path = b.out / "run-default" / "keyframes" / f"{b.script.shots()[0].id}.png"
+    if path.is_file():
+        return Image.open(path).convert("RGB")
+    noise = np.random.default_rng(0).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    return Image.fromarray(noise)
+
+
+def phase_levers(b: Bench) -> dict[str, Any]:
+    """Each lever applied from outside to the backend's own pipeline, cumulatively, timing the exact UNet call
+    the pipeline makes (captured), then a whole keyframe / clip with every lever on."""
+    import torch._dynamo
+    from diffusers.models.attention import BasicTransformerBlock, TemporalBasicTransformerBlock
+
+    from animagent.backends.animator_svd import MOTION_TABLE, SVDAnimator
+    from animagent.backends.painter_sdxl import Reference, SDXLPainter
+
+    torch._dynamo.config.cache_size_limit = 64  # regional compilation specialises each block shape
+    config = b.config("default")
+    result: dict[str, Any] = {}
+
+    # SDXL keyframe
+    painter_cfg = config.painter
+    painter = SDXLPainter(config, b.root)
+    shot = b.script.shots()[0]
+    sheet = keyframe_image(b, (painter_cfg.width, painter_cfg.height))
+    refs = [Reference(sheet, painter_cfg.character_scale, p.box) for p in shot.characters]
+    refs.append(Reference(sheet, painter_cfg.setting_scale, None))
+    prompt = shot_prompt(b.script, shot)
+
+    def keyframe() -> object:
+        return painter.draw(prompt, refs, painter_cfg.width, painter_cfg.height, seeds=[1])
+
+    unet = painter._pipe.unet
+    capture = Capture(unet)
+    keyframe()  # warm-up: loads the adapter, captures one UNet call
+    sdxl: dict[str, Any] = {"keyframe_eager_s": round(statistics.median(wall(keyframe) for _ in range(2)), 3)}
+
+    def sdxl_step() -> object:
+        with torch.no_grad():
+            return unet(*capture.args, **capture.kwargs)
+
+    with contextlib.ExitStack() as levers:
+        sdxl["steps_ms"] = measure_levers(sdxl_step, 10, [
+            ("eager", lambda: None),
+            ("channels_last", lambda: channels_last(unet)),
+            ("fused_qkv_self_attention", lambda: fuse_self_attention(unet)),
+            ("cudnn_attention_first", lambda: levers.enter_context(cudnn_first())),
+            ("compile_repeated_blocks", lambda: unet.compile_repeated_blocks(fullgraph=True, dynamic=False)),
+        ], sdxl)
+        keyframe()  # the compiled blocks meet the whole pipeline once
+        sdxl["keyframe_levers_s"] = round(statistics.median(wall(keyframe) for _ in range(3)), 3)
+    painter.close()
+    result["sdxl"] = sdxl
+    log.info("levers sdxl: %s", sdxl)
+
+    # SVD clip
+    animator = SVDAnimator(config, b.root)
+    image = keyframe_image(b, (painter_cfg.width, painter_cfg.height))
+    motion = MOTION_TABLE["moderate"]
+    unet = animator._pipe.unet
+    capture = Capture(unet)
+    animator._config = b.config("default", "animator.steps=2")  # warm-up and capture: same shapes, 2 steps
+    animator.animate(image, motion, seed=1)
+    animator._config = config
+
+    def svd_step() -> object:
+        with torch.no_grad():
+            return unet(*capture.args, **capture.kwargs)
+
+    frames, h, w = config.animator.frames, config.animator.height // 8, config.animator.width // 8
+    latents = torch.randn(1, frames, 4, h, w, device=unet.device, dtype=unet.dtype)
+    svd: dict[str, Any] = {}
+    for chunk in sorted({config.animator.decode_chunk_size, frames}):
+        with torch.no_grad():
+            svd[f"decode_chunk{chunk}_ms"] = time_gpu(
+                lambda chunk=chunk: animator._pipe.decode_latents(latents, frames, chunk), 2)
+
+    blocks = (BasicTransformerBlock, TemporalBasicTransformerBlock)  # the res blocks' many shapes cost minutes
+
+    def compile_blocks() -> None:
+        for module in unet.modules():
+            if isinstance(module, blocks):
+                module.compile(fullgraph=True, dynamic=False)
+
+    with contextlib.ExitStack() as levers:
+        svd["steps_ms"] = measure_levers(svd_step, 3, [
+            ("eager", lambda: None),
+            ("channels_last", lambda: channels_last(unet)),
+            ("fused_qkv_self_attention", lambda: fuse_self_attention(unet)),
+            ("cudnn_attention_first", lambda: levers.enter_context(cudnn_first())),
+            ("compile_transformer_blocks", compile_blocks),
+        ], svd)
+        best_chunk = min((c for c in (config.animator.decode_chunk_size, frames)),
+                         key=lambda c: svd.get(f"decode_chunk{c}_ms", float("inf")))
+        animator._config = b.config("default", f"animator.decode_chunk_size={best_chunk}")
+        svd["clip_levers_decode_chunk"] = best_chunk
+        svd["clip_levers_s"] = round(wall(lambda: animator.animate(image, motion, seed=1)), 3)
+    animator.close()
+    result["svd"] = svd
+    log.info("levers svd: %s", svd)
+    return result
+
+
+def measure_levers(step: Callable[[], object], repeat: int, levers: list[tuple[str, Callable[[], object]]],
+                   into: dict[str, Any]) -> dict[str, float]:
+    """Apply each lever on top of the previous ones and time the step; a lever that fails is recorded and skipped.
+    The first call after a lever is timed apart (compilation)."""
+    times: dict[str, float] = {}
+    for name, apply in levers:
+        try:
+            apply()
+            into[f"{name}_first_call_s"] = round(wall(step), 2)
+            times[name] = time_gpu(step, repeat, warmup=1)
+        except Exception as exc:  # a lever that does not apply is a finding, not a crash
+            log.exception("lever %s failed", name)
+            into[f"{name}_error"] = f"{type(exc).__name__}: {exc}"[:500]
+        log.info("lever %s: %s ms", name, times.get(name))
+    return times
+
+
+def channels_last(module: torch.nn.Module) -> None:
+    """NHWC for every 4-D weight (the 2-D convolutions); SVD's 5-D temporal convolutions keep their layout."""
+    for param in module.parameters():
+        if param.dim() == 4:
+            param.data = param.data.to(memory_format=torch.channels_last)
+
+
+def fuse_self_attention(unet: torch.nn.Module) -> None:
+    """Fused QKV for self-attention (attn1) only: cross-attention keeps its processors (IP-Adapter lives there)."""
+    from diffusers.models.attention_processor import Attention, FusedAttnProcessor2_0
+
+    for name, module in unet.named_modules():
+        if isinstance(module, Attention) and name.endswith("attn1"):
+            module.fuse_projections()
+            module.set_processor(FusedAttnProcessor2_0())
+
+
+def cudnn_first() -> contextlib.AbstractContextManager:
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    return sdpa_kernel([SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION,
+                        SDPBackend.MATH], set_priority=True)
+
+
+# --- summary ------------------------------------------------------------------------------------------------
+
+
+def derive(summary: dict[str, Any]) -> dict[str, Any]:
+    """The issue's figures from the phases that ran: keyframe, clip, TFLOP/s, ratio, shares, targets."""
+    out: dict[str, Any] = {}
+    ref, film, naive = summary.get("reference", {}), summary.get("pipeline", {}), summary.get("naive", {})
+    config = summary["config"]
+    levers = summary.get("levers", {})
+    if "keyframe_eager_s" in levers.get("sdxl", {}):
+        out["keyframe_s"] = levers["sdxl"]["keyframe_eager_s"]  # one image, as the painter draws it today
+    if "stages" in film:
+        draws = film["stages"]["draw"]["calls"].get("draw", [])
+        clips = film["stages"]["animate"]["calls"].get("animate", [])
+        if len(draws) > 1:
+            out["draw_call_s"] = statistics.median(draws[1:])  # config draw.candidates images in one batch
+        if len(clips) > 1:
+            out["clip_s"] = statistics.median(clips[1:])
+        out["film_s"] = film["wall_s"]
+        out["film_outside_kernels_share"] = film["outside_kernels_share"]
+        out["film_load_s"] = film["load_s"]
+        out["film_peak_reserved_gb"] = film["peak_reserved_gb"]
+    if "sdxl_unet_step_tflop" in ref:
+        keyframe_tflop = config["painter_steps"] * ref["sdxl_unet_step_tflop"] + ref["sdxl_vae_decode_tflop"]
+        clip_tflop = config["animator_steps"] * ref["svd_unet_step_tflop"] + ref["svd_vae_decode_tflop"]
+        out["keyframe_tflop"], out["clip_tflop"] = round(keyframe_tflop, 1), round(clip_tflop, 1)
+        out["sdxl_unet_tflop_s"] = round(ref["sdxl_unet_step_tflop"] / ref["sdxl_unet_step_ms"] * 1e3, 1)
+        out["svd_unet_tflop_s"] = round(ref["svd_unet_step_tflop"] / ref["svd_unet_step_ms"] * 1e3, 1)
+        if "keyframe_s" in out:
+            out["keyframe_tflop_s"] = round(keyframe_tflop / out["keyframe_s"], 1)
+        if "clip_s" in out:
+            out["clip_tflop_s"] = round(clip_tflop / out["clip_s"], 1)
+    if "wall_s" in naive and "film_s" in out:
+        out["naive_s"] = naive["wall_s"]
+        out["film_speedup"] = round(naive["wall_s"] / out["film_s"], 2)
+    if "peak_reserved_gb" in summary.get("lowvram", {}):
+        out["lowvram_peak_gb"] = summary["lowvram"]["peak_reserved_gb"]
+    checks = {
+        "keyframe_s": lambda v: v <= TARGETS["keyframe_s"], "clip_s": lambda v: v <= TARGETS["clip_s"],
+        "film_speedup": lambda v: v >= TARGETS["film_speedup"],
+        "film_outside_kernels_share": lambda v: v <= TARGETS["outside_kernels_share"],
+        "lowvram_peak_gb": lambda v: v <= TARGETS["lowvram_peak_gb"],
+    }
+    out["targets_met"] = {k: check(out[k]) for k, check in checks.items() if k in out}
+    return out
+
+
+def environment() -> dict[str, Any]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    def v(name: str) -> str | None:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return None
+
+    info: dict[str, Any] = {
+        "python": platform.python_version(),
+        "packages": {n: v(n) for n in ("torch", "diffusers", "transformers", "accelerate", "xgrammar", "av",
+                                       "safetensors", "tokenizers", "pillow", "numpy")},
+        "cpu_count": os.cpu_count(),
+    }
+    if torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        info.update(gpu=props.name, gpu_memory_gb=round(props.total_memory / GB, 1), cuda=torch.version.cuda,
+                    cudnn=torch.backends.cudnn.version(), sms=props.multi_processor_count)
+    return info
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--weights", type=Path, required=True, help="weights root (make_fullsize.py --root)")
+    parser.add_argument("--out", type=Path, required=True, help="folder for summary.json, the log and run folders")
+    parser.add_argument("--script", type=Path, default=Path(__file__).with_name("bench_script.json"))
+    parser.add_argument("--phases", default=",".join(PHASES), help=f"comma-separated, from: {', '.join(PHASES)}")
+    parser.add_argument("--tiny", action="store_true", help="tiny models: check the code paths, not the speed")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s",
+                        handlers=[logging.FileHandler(args.out / "bench.log"), logging.StreamHandler()])
+    phases = [p for p in args.phases.split(",") if p]
+    unknown = set(phases) - set(PHASES)
+    if unknown:
+        raise SystemExit(f"unknown phases {sorted(unknown)}; choose from {PHASES}")
+    root = args.weights.resolve()
+    if args.tiny and not (root / "tiny").is_dir():
+        from animagent.weights import make_tiny
+
+        make_tiny(root)
+
+    if not args.tiny:  # random weights cannot match the registry's pinned sha256; sizes are still checked
+        import animagent.weights
+
+        animagent.weights.verify_hashes = lambda root, name: log.info("sha256 of %s not checked (random weights)", name)
+    recorder = Recorder()
+    instrument(recorder)
+    bench = Bench(root=root, out=args.out.resolve(), script=Script.model_validate_json(args.script.read_text()),
+                  tiny=args.tiny, recorder=recorder, summary={})
+    default = bench.config("default")
+    bench.summary.update(
+        environment=environment(), tiny=args.tiny, script=str(args.script), shots=len(bench.script.shots()),
+        config={"painter_steps": default.painter.steps, "animator_steps": default.animator.steps,
+                "candidates": {"cast": default.cast.candidates, "draw": default.draw.candidates,
+                               "animate": default.animator.candidates},
+                "keyframe_size": [default.painter.width, default.painter.height],
+                "clip_size": [default.animator.width, default.animator.height],
+                "frames": default.animator.frames, "dtype": default.dtype},
+        phase_seconds={},
+    )
+    runners = {"reference": phase_reference, "pipeline": phase_pipeline, "naive": phase_naive,
+               "director": phase_director, "lowvram": phase_lowvram, "levers": phase_levers}
+    for phase in PHASES:
+        if phase not in phases:
+            continue
+        log.info("phase %s", phase)
+        began = time.perf_counter()
+        try:
+            bench.summary[phase] = runners[phase](bench)
+        except Exception as exc:  # keep the other phases' figures
+            log.exception("phase %s failed", phase)
+            bench.summary[phase] = {"error": f"{type(exc).__name__}: {exc}"[:2000]}
+        reset_peak()
+        bench.summary["phase_seconds"][phase] = round(time.perf_counter() - began, 1)
+        bench.summary["derived"] = derive(bench.summary)
+        (bench.out / "summary.json").write_text(json.dumps(bench.summary, indent=2) + "\n")
+    print(json.dumps(bench.summary))
+
+
+if __name__ == "__main__":
+    main()
