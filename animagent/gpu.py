@@ -1,18 +1,22 @@
-"""Device and dtype resolution, memory readings: the one place that decides where models run.
+"""Device and dtype resolution, memory readings, the out-of-memory ladder: where and how models run.
 
-This module owns the mapping from config (`device`, `dtype`) to torch objects and peak-memory readings for
-the manifest. It imports torch lazily, inside each function.
+This module owns the mapping from config (`device`, `dtype`) to torch objects, peak-memory readings for the
+manifest, and the retry-on-OOM mechanism the painter and animator use. It imports torch lazily.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import logging
+from typing import TYPE_CHECKING, Callable, TypeVar
 
 from animagent.config import Config
-from animagent.errors import InputError, MissingError
+from animagent.errors import InputError, MissingError, ResourceError
 
 if TYPE_CHECKING:
     import torch
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def device(config: Config) -> str:
@@ -82,3 +86,40 @@ def free_memory() -> None:
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
+
+
+class OomLadder:
+    """Retries a call that ran out of GPU memory, applying the next rung of a ladder before each retry.
+
+    One ladder per backend; `taken` lists every rung applied (for the manifest) until `take()` clears it.
+    Errors other than out-of-memory pass through untouched; when the rungs run out the OOM becomes a
+    ResourceError (exit 5, resumable) naming what was tried.
+    """
+
+    def __init__(self, backend: str, hint: str):
+        self.backend = backend
+        self.hint = hint
+        self.taken: list[str] = []
+
+    def run(self, phase: str, attempt: Callable[[], T], rungs: list[tuple[str, Callable[[], None]]]) -> T:
+        remaining = list(rungs)
+        while True:
+            try:
+                return attempt()
+            except Exception as exc:
+                if not is_oom(exc):
+                    raise
+                free_memory()
+                if not remaining:
+                    raise ResourceError(
+                        f"out of GPU memory in the {self.backend} after {', '.join(self.taken) or 'no recovery steps'}"
+                        f" ({exc}); {self.hint}, then resume"
+                    ) from exc
+                name, apply = remaining.pop(0)
+                apply()
+                log.warning("%s %s out of memory: %s", self.backend, phase, name)
+                self.taken.append(f"{phase} out of memory: {name}")
+
+    def take(self) -> list[str]:
+        taken, self.taken = self.taken, []
+        return taken

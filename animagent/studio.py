@@ -20,11 +20,11 @@ from pathlib import Path
 import yaml
 
 from animagent.artifacts import Cast, Clip, Film, Keyframe, Script, Takes, slugify
-from animagent.scorecard import Scorecard
 from animagent.backends.director import Director, make_director
 from animagent.config import Config, load_config
 from animagent.errors import InputError
 from animagent.runfolder import RunFolder, step_key
+from animagent.scorecard import Scorecard
 from animagent.stages import Progress, animate, assemble, cast, draw, plan, review
 from animagent.weights import ensure_present, spec
 

@@ -21,7 +21,6 @@ from PIL import Image, ImageOps
 from animagent import faults, gpu
 from animagent.artifacts import Motion
 from animagent.config import Config
-from animagent.errors import ResourceError
 from animagent.weights import model_dir
 
 log = logging.getLogger(__name__)
@@ -58,14 +57,16 @@ class SVDAnimator:
         ).to(gpu.device(config))
         self._pipe.set_progress_bar_config(disable=True)
         self._device = gpu.device(config)
-        self.ladder: list[str] = []
+        self.ladder = gpu.OomLadder(
+            "animator", "free the GPU or use --profile lowvram (or --set gpu.allow_degrade=true)"
+        )
         log.info("loaded %s in %.1f s", config.animator.model, time.perf_counter() - started)
 
     def animate(self, image: Image.Image, motion: MotionParams, seed: int) -> list[Image.Image]:
         """`config.animator.frames` frames at the animator's size; the keyframe is cover-scaled and centred.
 
-        Out of GPU memory, it walks a ladder instead of failing (each rung is kept in `self.ladder` for the
-        manifest): denoising retries with model CPU offload, then forward chunking, then — only with
+        Out of GPU memory, it walks a ladder instead of failing (the rungs taken go to the manifest):
+        denoising retries with model CPU offload, then forward chunking, then — only with
         `gpu.allow_degrade` — half the frames; decoding retries with half the decode chunk down to 1 frame.
         The latents are kept between the two, so a decode failure never re-runs the denoising.
         """
@@ -73,75 +74,61 @@ class SVDAnimator:
         size = (animator.width, animator.height)
         started = time.perf_counter()
         keyframe = ImageOps.fit(image.convert("RGB"), size, method=Image.Resampling.LANCZOS)
-        frames = animator.frames
-        denoise_rungs = ["cpu offload", "forward chunking"]
+        frames = [animator.frames]
+
+        def offload() -> None:
+            if self._device == "cuda":
+                self._pipe.enable_model_cpu_offload()
+
+        def fewer_frames() -> None:
+            frames[0] = max(2, frames[0] // 2)
+
+        def denoise():
+            faults.check("animator")
+            return self._pipe(
+                keyframe,
+                width=animator.width,
+                height=animator.height,
+                num_frames=frames[0],
+                num_inference_steps=animator.steps,
+                min_guidance_scale=animator.min_guidance,
+                max_guidance_scale=animator.max_guidance,
+                fps=motion.fps,
+                motion_bucket_id=motion.motion_bucket_id,
+                noise_aug_strength=motion.noise_aug_strength,
+                generator=gpu.generator(seed),
+                output_type="latent",
+            ).frames
+
+        rungs = [("cpu offload", offload), ("forward chunking", self._pipe.unet.enable_forward_chunking)]
         if self._config.gpu.allow_degrade:
-            denoise_rungs.append("half the frames")
-        while True:
-            try:
-                faults.check("animator")
-                latents = self._pipe(
-                    keyframe,
-                    width=animator.width,
-                    height=animator.height,
-                    num_frames=frames,
-                    num_inference_steps=animator.steps,
-                    min_guidance_scale=animator.min_guidance,
-                    max_guidance_scale=animator.max_guidance,
-                    fps=motion.fps,
-                    motion_bucket_id=motion.motion_bucket_id,
-                    noise_aug_strength=motion.noise_aug_strength,
-                    generator=gpu.generator(seed),
-                    output_type="latent",
-                ).frames
-                break
-            except Exception as exc:
-                if not gpu.is_oom(exc) or not denoise_rungs:
-                    raise self._exhausted(exc) if gpu.is_oom(exc) else exc
-                rung = denoise_rungs.pop(0)
-                gpu.free_memory()
-                if rung == "cpu offload" and self._device == "cuda":
-                    self._pipe.enable_model_cpu_offload()
-                elif rung == "forward chunking":
-                    self._pipe.unet.enable_forward_chunking()
-                elif rung == "half the frames":
-                    frames = max(2, frames // 2)
-                self._step(f"denoise out of memory: {rung}")
+            rungs.append(("half the frames", fewer_frames))
+        latents = self.ladder.run("denoise", denoise, rungs)
 
         # The pipeline upcasts an fp16 VAE for encoding and casts it back only when it decodes itself.
         self._pipe.vae.to(dtype=self._pipe.unet.dtype)
-        chunk = animator.decode_chunk_size
-        while True:
-            try:
-                faults.check("decode")
-                with torch.no_grad():
-                    video = self._pipe.decode_latents(latents, frames, chunk)
-                break
-            except Exception as exc:
-                if not gpu.is_oom(exc) or chunk == 1:
-                    raise self._exhausted(exc) if gpu.is_oom(exc) else exc
-                chunk = max(1, chunk // 2)
-                gpu.free_memory()
-                self._step(f"decode out of memory: decode_chunk_size {chunk}")
+        chunk = [animator.decode_chunk_size]
+        smaller, n = [], animator.decode_chunk_size  # the chunk halved down to one frame: the decode rungs
+        while n > 1:
+            n //= 2
+            smaller.append(n)
+
+        def decode():
+            faults.check("decode")
+            with torch.no_grad():
+                return self._pipe.decode_latents(latents, frames[0], chunk[0])
+
+        video = self.ladder.run(
+            "decode", decode,
+            [(f"decode_chunk_size {n}", lambda n=n: chunk.__setitem__(0, n)) for n in smaller],
+        )
         result = self._pipe.video_processor.postprocess_video(video=video, output_type="pil")[0]
         log.debug("animated %d frames at %dx%d in %.2f s", len(result), *size, time.perf_counter() - started)
         return result
 
     def take_ladder(self) -> list[str]:
         """The OOM-ladder steps taken since the last call (recorded in the manifest by the stage)."""
-        steps, self.ladder = self.ladder, []
-        return steps
-
-    def _step(self, what: str) -> None:
-        log.warning("animator %s", what)
-        self.ladder.append(what)
-
-    def _exhausted(self, exc: BaseException) -> ResourceError:
-        gpu.free_memory()
-        return ResourceError(
-            f"out of GPU memory while animating after {', '.join(self.ladder) or 'no recovery steps'} "
-            f"({exc}); free the GPU or use --profile lowvram (or --set gpu.allow_degrade=true), then resume"
-        )
+        return self.ladder.take()
 
     def close(self) -> None:
         del self._pipe

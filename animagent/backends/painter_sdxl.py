@@ -30,7 +30,6 @@ from PIL import Image
 from animagent import faults, gpu
 from animagent.artifacts import Box
 from animagent.config import Config
-from animagent.errors import ResourceError
 from animagent.weights import model_dir
 
 log = logging.getLogger(__name__)
@@ -68,7 +67,7 @@ class SDXLPainter:
         ).to(gpu.device(config))
         self._pipe.set_progress_bar_config(disable=True)
         self._device = gpu.device(config)
-        self.ladder: list[str] = []
+        self.ladder = gpu.OomLadder("painter", "free the GPU or use --profile lowvram")
         self._inpaint: StableDiffusionXLInpaintPipeline | None = None
         self._adapter_loaded = False
         log.info("loaded %s + %s in %.1f s", config.painter.model, config.painter.vae,
@@ -169,41 +168,24 @@ class SDXLPainter:
 
         Denoising retries with model CPU offload, then one candidate at a time; decoding retries with VAE
         slicing, then tiling. The latents are kept between the two, so a decode failure never re-runs the
-        denoising. Each rung taken is kept in `self.ladder` for the manifest (`take_ladder`).
+        denoising. The rungs taken are recorded in the manifest (`take_ladder`).
         """
         started = time.perf_counter()
-        rungs = ["cpu offload", "one candidate at a time"]
         batches = [list(seeds)]
-        while True:
-            try:
-                latents = torch.cat([self._denoise(pipe, prompt, width, height, batch, **extra) for batch in batches])
-                break
-            except Exception as exc:
-                if not gpu.is_oom(exc) or not rungs:
-                    raise self._exhausted(exc) if gpu.is_oom(exc) else exc
-                rung = rungs.pop(0)
-                gpu.free_memory()
-                if rung == "cpu offload" and self._device == "cuda":
-                    self._pipe.enable_model_cpu_offload()
-                elif rung == "one candidate at a time":
-                    batches = [[seed] for seed in seeds]
-                self._step(f"denoise out of memory: {rung}")
-        rungs = ["vae slicing", "vae tiling"]
-        while True:
-            try:
-                faults.check("painter_decode")
-                images = self._decode(pipe, latents)
-                break
-            except Exception as exc:
-                if not gpu.is_oom(exc) or not rungs:
-                    raise self._exhausted(exc) if gpu.is_oom(exc) else exc
-                rung = rungs.pop(0)
-                gpu.free_memory()
-                if rung == "vae slicing":
-                    pipe.vae.enable_slicing()
-                else:
-                    pipe.vae.enable_tiling()
-                self._step(f"decode out of memory: {rung}")
+
+        def one_at_a_time() -> None:
+            batches[:] = [[seed] for seed in seeds]
+
+        latents = self.ladder.run(
+            "denoise",
+            lambda: torch.cat([self._denoise(pipe, prompt, width, height, batch, **extra) for batch in batches]),
+            [("cpu offload", self._offload), ("one candidate at a time", one_at_a_time)],
+        )
+        images = self.ladder.run(
+            "decode",
+            lambda: self._decode(pipe, latents),
+            [("vae slicing", pipe.vae.enable_slicing), ("vae tiling", pipe.vae.enable_tiling)],
+        )
         log.debug("painted %d × %dx%d in %.2f s", len(seeds), width, height, time.perf_counter() - started)
         return images
 
@@ -226,6 +208,7 @@ class SDXLPainter:
     @torch.no_grad()
     def _decode(self, pipe, latents: torch.Tensor) -> list[Image.Image]:
         """What the SDXL pipelines do after denoising (diffusers 0.42): unscale, decode, postprocess."""
+        faults.check("painter_decode")
         vae = pipe.vae
         upcast = vae.dtype == torch.float16 and vae.config.force_upcast  # the fp16-fix VAE needs no upcast
         if upcast:
@@ -247,19 +230,11 @@ class SDXLPainter:
 
     def take_ladder(self) -> list[str]:
         """The OOM-ladder steps taken since the last call (recorded in the manifest by the stage)."""
-        steps, self.ladder = self.ladder, []
-        return steps
+        return self.ladder.take()
 
-    def _step(self, what: str) -> None:
-        log.warning("painter %s", what)
-        self.ladder.append(what)
-
-    def _exhausted(self, exc: BaseException) -> ResourceError:
-        gpu.free_memory()
-        return ResourceError(
-            f"out of GPU memory while painting after {', '.join(self.ladder) or 'no recovery steps'} ({exc}); "
-            "free the GPU or use --profile lowvram, then resume"
-        )
+    def _offload(self) -> None:
+        if self._device == "cuda":
+            self._pipe.enable_model_cpu_offload()
 
     def _load_adapter(self) -> None:
         if self._adapter_loaded:

@@ -20,10 +20,10 @@ import base64
 import html
 import io
 import logging
-from pathlib import Path
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol
 
 import numpy as np
