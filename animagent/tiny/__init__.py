@@ -29,6 +29,7 @@ BUILDERS: dict[str, Callable[[Path], None]] = {
     "svd_xt": _lazy("diffusion", "build_svd"),
     "animatediff_sdxl": _lazy("diffusion", "build_animatediff_sdxl"),
     "qwen2_5_vl_7b": _lazy("director", "build_qwen2_5_vl"),
+    "qwen3_vl_8b": _lazy("director_qwen3", "build_qwen3_vl"),
     "sam_vit_h": _lazy("vision", "build_sam"),
     "clip_vit_l": _lazy("vision", "build_clip"),
     "dinov2_base": _lazy("dino", "build_dinov2"),
