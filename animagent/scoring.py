@@ -95,12 +95,15 @@ def change_zscores(frames: Sequence[np.ndarray]) -> np.ndarray:
     """(T-1,) z-scores of the frame-to-frame changes within the clip; spikes are those above `SPIKE_Z`.
 
     A cheap distortion check in the spirit of Anim-Director's candidate filter: a transition that changes far
-    more than the others marks a flash, a melt or a jump. A clip whose changes are all equal gives zeros. With
+    more than the others marks a flash, a melt or a jump. A clip whose changes are all equal, or all below
+    one grey level, gives zeros. With
     T-1 transitions no z-score can exceed (T-2)/sqrt(T-1), so a spike needs at least 12 frames to be detectable.
     """
     changes = frame_changes(frames)
     spread = changes.std()
-    if spread < 1e-9:  # equal changes up to rounding (a grey level is 0.004)
+    # Equal changes, or none visible (every transition under a grey level: a frozen clip's codec flicker,
+    # whose tiny spread would otherwise turn noise into z-scores above SPIKE_Z).
+    if spread < 1e-9 or changes.max() < STILL_MOTION:
         return np.zeros_like(changes)
     return (changes - changes.mean()) / spread
 
