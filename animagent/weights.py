@@ -17,7 +17,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Callable, Literal
 
 from animagent.config import Config
 from animagent.errors import InputError, MissingError
@@ -311,6 +311,30 @@ def verify_hashes(root: Path, name: str) -> None:
         changed = True
     if changed:
         record_path.write_text(json.dumps(verified, indent=1, sort_keys=True))
+
+
+def pull(root: Path, names: list[str], on_file: Callable[[str, str, int], None] | None = None) -> None:
+    """Download exactly the registry files of `names` into `<root>/real/`, resuming partial downloads.
+
+    `on_file(model, path, bytes)` is called after each file, for progress display. Sizes are checked after
+    each file and pinned sha256 hashes after each model.
+    """
+    import huggingface_hub
+
+    for name in names:
+        model = spec(name)
+        folder = model_dir(root, name, "real")
+        for f in model.files:
+            target = folder / f.path
+            if not (target.is_file() and (f.size is None or target.stat().st_size == f.size)):
+                log.info("downloading %s/%s", model.repo_id, f.path)
+                huggingface_hub.hf_hub_download(model.repo_id, f.path, revision=model.revision, local_dir=folder)
+            size = target.stat().st_size
+            if f.size is not None and size != f.size:
+                raise MissingError(f"{model.repo_id}/{f.path}: downloaded {size} bytes, expected {f.size}")
+            if on_file is not None:
+                on_file(name, f.path, size)
+        verify_hashes(root, name)
 
 
 def make_tiny(root: Path) -> dict[str, Path]:

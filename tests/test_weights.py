@@ -63,3 +63,32 @@ def test_missing_files_and_wrong_sizes(tmp_path):
     assert any("size 2, expected 4519" in m for m in missing_files(tmp_path, "clip_vit_l", "real"))
     with pytest.raises(MissingError, match="weights pull"):
         ensure_present(load_config("default", overrides=[f"weights.root={tmp_path}"]))
+
+
+def test_pull_downloads_exactly_the_registry_files_and_checks_sizes(tmp_path, monkeypatch):
+    """The hub client is replaced at its boundary (no network here): pull asks for exactly the registry's files
+    at the pinned revision, skips files already complete, and refuses a wrong size."""
+    import huggingface_hub
+
+    from animagent import weights
+
+    spec = MODELS["sdxl_vae_fp16_fix"]
+    asked = []
+
+    def fake_download(repo_id, filename, revision, local_dir):
+        asked.append((repo_id, filename, revision))
+        size = next(f.size for f in spec.files if f.path == filename)
+        (local_dir / filename).parent.mkdir(parents=True, exist_ok=True)
+        (local_dir / filename).write_bytes(b"\0" * (size - (1 if "bad" in str(local_dir) else 0)))
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+    monkeypatch.setattr(weights, "verify_hashes", lambda root, name: None)  # zero bytes cannot match real hashes
+    seen = []
+    weights.pull(tmp_path, ["sdxl_vae_fp16_fix"], lambda name, path, size: seen.append((path, size)))
+    assert asked == [(spec.repo_id, f.path, spec.revision) for f in spec.files]
+    assert seen == [(f.path, f.size) for f in spec.files]
+    assert missing_files(tmp_path, "sdxl_vae_fp16_fix", "real") == []
+    weights.pull(tmp_path, ["sdxl_vae_fp16_fix"])  # complete files are not fetched again
+    assert len(asked) == len(spec.files)
+    with pytest.raises(MissingError, match="expected"):
+        weights.pull(tmp_path / "bad", ["sdxl_vae_fp16_fix"])
