@@ -328,7 +328,14 @@ def pull(root: Path, names: list[str], on_file: Callable[[str, str, int], None] 
             target = folder / f.path
             if not (target.is_file() and (f.size is None or target.stat().st_size == f.size)):
                 log.info("downloading %s/%s", model.repo_id, f.path)
-                huggingface_hub.hf_hub_download(model.repo_id, f.path, revision=model.revision, local_dir=folder)
+                try:
+                    huggingface_hub.hf_hub_download(model.repo_id, f.path, revision=model.revision, local_dir=folder)
+                except (huggingface_hub.errors.LocalEntryNotFoundError, huggingface_hub.errors.HfHubHTTPError) as exc:
+                    raise MissingError(
+                        f"could not download {model.repo_id}/{f.path} at {model.revision[:12]}: {exc}; check the "
+                        "network, and for gated repos accept the license on the Hub and run `hf auth login`; "
+                        "finished files are kept, so rerunning the command resumes"
+                    ) from None
             size = target.stat().st_size
             if f.size is not None and size != f.size:
                 raise MissingError(f"{model.repo_id}/{f.path}: downloaded {size} bytes, expected {f.size}")
