@@ -226,6 +226,14 @@ class Config(_Section):
             )
         return self
 
+    def director_key(self) -> dict:
+        """The director fields that can change a reply (for step keys): not the transport's address, key,
+        timeouts or memory share, so moving the server or rotating its key redoes nothing."""
+        return self.director.model_dump(include={
+            "kind", "weights", "model", "max_attempts", "max_new_tokens", "temperature", "max_field_chars",
+            "box_convention", "max_pixels",
+        })
+
     def weights_root(self) -> Path:
         """`weights.root`, else $ANIMAGENT_WEIGHTS, else ./weights (the rule `weights pull|make-tiny` share)."""
         return resolve_weights_root(self.weights.root)

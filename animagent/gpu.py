@@ -17,9 +17,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+_threads_before: int | None = None  # torch's CPU thread count before `device` pinned it, for restore_threads
 
 
 def device(config: Config) -> str:
+    global _threads_before
     import torch
     from packaging.version import Version
 
@@ -31,11 +33,22 @@ def device(config: Config) -> str:
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
         raise InputError("device is 'cuda' but torch sees no CUDA GPU; use --set device=cpu or the tiny profile")
-    if name == "cpu":
+    if name == "cpu" and _threads_before is None:
         # Multi-threaded CPU kernels do not always reduce in the same order, and the tiny random models
         # amplify the last bit into visible pixels: one thread keeps same-seed runs byte-identical.
+        _threads_before = torch.get_num_threads()
         torch.set_num_threads(1)
     return name
+
+
+def restore_threads() -> None:
+    """Give the process back the CPU thread count it had before a run pinned it (the Python API's caller)."""
+    global _threads_before
+    if _threads_before is not None:
+        import torch
+
+        torch.set_num_threads(_threads_before)
+        _threads_before = None
 
 
 def dtype(config: Config) -> torch.dtype:

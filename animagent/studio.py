@@ -19,6 +19,7 @@ from pathlib import Path
 
 import yaml
 
+from animagent import gpu
 from animagent.artifacts import Cast, Clip, Film, Keyframe, Script, Takes, slugify
 from animagent.backends.director import Director, make_director
 from animagent.config import Config, load_config
@@ -89,7 +90,7 @@ class Studio:
         record = run.manifest.steps.get("plan")
         # script.json is the user's to edit: once planned with this key, whatever it now holds is the script.
         if record is not None and record.key == key and run.exists(SCRIPT):
-            return run.read_model(SCRIPT, Script)
+            return plan.check_script(run.read_model(SCRIPT, Script))
         self.progress("plan", 0, 1)
         started = time.perf_counter()
         script = plan.plan(story, self._get_director(), self.config)
@@ -167,7 +168,7 @@ class Studio:
     # --- model ids in step keys ----------------------------------------------------------------------------
 
     def _models(self, *names: str) -> list[list[str]]:
-        return [[n, spec(n).repo_id, spec(n).revision, self.config.weights.flavor] for n in names]
+        return model_ids(self.config, *names)
 
     def _painter_models(self) -> list[list[str]]:
         painter = self.config.painter
@@ -278,15 +279,20 @@ class Studio:
         self._release_segmenter()
         self._release_animator()
         self._release_encoders()
+        gpu.restore_threads()
 
 
 # --- run folders -------------------------------------------------------------------------------------------
 
 
+def model_ids(config: Config, *names: str) -> list[list[str]]:
+    """What identifies the models in a step key: registry name, repo, revision, flavor, dtype and device."""
+    return [[n, spec(n).repo_id, spec(n).revision, config.weights.flavor, config.dtype, config.device] for n in names]
+
+
 def plan_key(config: Config, story: str) -> str:
-    return step_key(step="plan", story=story, director=config.director, limits=config.limits, seed=config.seed,
-                    models=[[config.director.weights, spec(config.director.weights).repo_id,
-                             spec(config.director.weights).revision, config.weights.flavor]])
+    return step_key(step="plan", story=story, director=config.director_key(), limits=config.limits,
+                    seed=config.seed, models=model_ids(config, config.director.weights))
 
 
 def prepare_run(story_path: Path | None, config: Config, out: Path | None, script_path: Path | None = None) -> Path:
@@ -316,9 +322,13 @@ def prepare_run(story_path: Path | None, config: Config, out: Path | None, scrip
                 f"{run_dir} was made with another config; choose another --out or `animagent resume {run_dir}`"
             )
     with run.lock():
-        if script is not None and not (run.exists(SCRIPT) and run.manifest.steps.get("plan")):
-            run.write_model(SCRIPT, script)
-            run.record("plan", plan_key(config, story), [SCRIPT], 0.0)
+        if script is not None:
+            plan.check_script(script)
+            if not (run.exists(SCRIPT) and run.manifest.steps.get("plan")):
+                run.write_model(SCRIPT, script)
+                run.record("plan", plan_key(config, story), [SCRIPT], 0.0)
+            elif run.read_model(SCRIPT, Script) != script:  # a new --script for this run: like editing script.json
+                run.write_model(SCRIPT, script)
         run.write_text(STORY, story)
         run.write_text(CONFIG, config_text)  # written last: a folder with config.yaml is a complete run folder
     return run_dir

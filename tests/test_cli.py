@@ -94,3 +94,16 @@ def test_entry_point_prints_one_line_no_traceback(tmp_path):
     )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_script_with_more_characters_than_the_director_can_see(tmp_path, tiny_all):
+    data = json.loads(open("tests/data/two_shots.json").read())
+    extra = [{"id": f"x{i}", "name": f"X{i}", "appearance": "a grey cat"} for i in range(6)]
+    data["characters"] += extra
+    box = {"x0": 0.1, "y0": 0.1, "x1": 0.2, "y1": 0.2}
+    data["scenes"][0]["shots"][1]["characters"] += [{"character": c["id"], "box": box} for c in extra]
+    path = tmp_path / "crowd.json"
+    path.write_text(json.dumps(data))
+    result = invoke("run", "--script", str(path), "--profile", "tiny", "--set", f"weights.root={tiny_all}",
+                    "--out", str(tmp_path / "r"))
+    assert result.exit_code == 2 and "s01_k2 places 8 characters" in result.output

@@ -48,3 +48,12 @@ def test_config_file_merges(tmp_path):
     path.write_text("- not a mapping\n")
     with pytest.raises(InputError, match="mapping"):
         load_config("tiny", config_file=path)
+
+
+def test_director_key_ignores_the_transport():
+    a = load_config("default")
+    b = load_config("default", overrides=["director.base_url=http://10.0.0.2:9000/v1", "director.api_key=k",
+                                          "director.timeout_s=5", "director.sleep_mode=true"])
+    c = load_config("default", overrides=["director.temperature=0.1"])
+    assert a.director_key() == b.director_key() != c.director_key()
+    assert "api_key" not in a.director_key()

@@ -130,3 +130,14 @@ def test_painter_denoise_oom_falls_back_to_one_candidate_at_a_time(painter):
     q, _ = painter("oom@painter:1,oom@painter:2,oom@painter:3")
     with pytest.raises(ResourceError, match="lowvram"):
         q.sketch("a fox", 64, 64, [1, 2])
+
+
+def test_cpu_runs_pin_one_thread_and_give_the_count_back():
+    import torch
+
+    from animagent import gpu
+
+    before = torch.get_num_threads()
+    assert gpu.device(Config(device="cpu")) == "cpu" and torch.get_num_threads() == 1
+    gpu.restore_threads()
+    assert torch.get_num_threads() == before

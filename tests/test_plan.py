@@ -74,3 +74,17 @@ def test_bad_stories_are_input_errors(tmp_path, content, needle):
 def test_missing_story(tmp_path):
     with pytest.raises(InputError, match="not found"):
         read_story(tmp_path / "nope.txt", load_config("default").limits)
+
+
+def test_blank_names_from_a_lax_server_fall_back_to_ids(tmp_path):
+    """A server that does not enforce the schema may send empty strings that still validate: ids stand in."""
+    blank = {**REFINED, "characters": [{"name": " ", "appearance": ""}, REFINED["characters"][1]],
+             "settings": [{"name": "", "description": ""}]}
+    reply = script_reply()
+    reply["scenes"][0]["setting"] = "place1"
+    reply["scenes"][0]["shots"][0]["characters"] = {"c1": [100, 200, 400, 900], "tobin": None}
+    reply["scenes"][0]["shots"][1]["characters"] = {"c1": None, "tobin": [500, 100, 50, 600]}
+    director = ScriptedDirector({"refine": [blank], "style": [STYLE], "script": [reply]}, tmp_path / "d.jsonl")
+    script = plan("story", director, load_config("default"))
+    assert (script.characters[0].id, script.characters[0].name, script.characters[0].appearance) == ("c1",) * 3
+    assert (script.settings[0].name, script.settings[0].description) == ("place1", "place1")

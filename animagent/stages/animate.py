@@ -81,7 +81,7 @@ def choose_motions(
         seed = derive_seed(config.seed, "motion", shot.id)
         step = f"motion/{shot.id}"
         key = step_key(step=step, keyframe=run.sha(keyframe.image), description=shot.description,
-                       planned=shot.motion, kind=config.animator.kind, director=config.director, models=models,
+                       planned=shot.motion, kind=config.animator.kind, director=config.director_key(), models=models,
                        seed=seed)
         if not run.done(step, key):
             started = time.perf_counter()
@@ -176,7 +176,7 @@ def choose_clips(
         key = step_key(
             step=step, candidates=run.sha(f"clips/{shot.id}/candidates.json"),
             videos=[run.sha(c.video) for c in candidates.clips], description=shot.description,
-            top_k=config.animator.top_k, frames_shown=config.animator.frames_shown, director=config.director,
+            top_k=config.animator.top_k, frames_shown=config.animator.frames_shown, director=config.director_key(),
             models=models, seed=seed,
         )
         if not run.done(step, key):

@@ -143,7 +143,7 @@ def _pick(
     seed = derive_seed(config.seed, "pick", kind, item_id)
     step, sheet_rel = f"pick/{kind}/{item_id}", f"cast/{kind}/{item_id}.json"
     key = step_key(step=step, candidates=run.sha(candidates_rel), images=[run.sha(i) for i in candidates.images],
-                   purpose=purpose, director=config.director, models=models, seed=seed)
+                   purpose=purpose, director=config.director_key(), models=models, seed=seed)
     if run.done(step, key):
         return
     started = time.perf_counter()

@@ -116,7 +116,7 @@ def evaluate(
         step=step, script=script, settings=settings.model_dump(), encoders=encoders,
         sheets=[run.sha(s.image) for s in cast.characters],
         keyframes=[run.sha(k.image) for k in keyframes], clips=[run.sha(c.video) for c in clips],
-        director=config.director if style_classifier is not None else None,
+        director=config.director_key() if style_classifier is not None else None,
     )
     progress("eval", 0, 1)
     if not run.done(step, key):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from animagent.artifacts import Box, Character, Placement, Scene, Script, Setting, Shot, Style, slugify
 from animagent.backends.director import Director
-from animagent.config import Config, LimitsConfig
+from animagent.config import MAX_DIRECTOR_IMAGES, Config, LimitsConfig
 from animagent.errors import InputError
 from animagent.runfolder import derive_seed
 from animagent.tasks import StyleDecision, refine_output, script_output
@@ -39,6 +39,18 @@ def read_story(path: Path, limits: LimitsConfig) -> str:
     return text
 
 
+def check_script(script: Script) -> Script:
+    """A script from the user (--script or an edited script.json) must fit what the director can look at:
+    a shot's review shows it the keyframe plus one reference per character."""
+    for shot in script.shots():
+        if len(shot.characters) + 1 > MAX_DIRECTOR_IMAGES:
+            raise InputError(
+                f"shot {shot.id} places {len(shot.characters)} characters; at most {MAX_DIRECTOR_IMAGES - 1} "
+                "fit one director question (the keyframe and one reference each)"
+            )
+    return script
+
+
 def plan(story: str, director: Director, config: Config) -> Script:
     limits = config.limits
     seed = config.seed
@@ -52,12 +64,14 @@ def plan(story: str, director: Director, config: Config) -> Script:
     style = director.ask("style", {"story": refined.story}, StyleDecision, seed=derive_seed(seed, "style"))
 
     characters = tuple(
-        Character(id=cid, name=draft.name.strip() or cid, appearance=draft.appearance.strip() or draft.name)
+        Character(id=cid, name=name, appearance=draft.appearance.strip() or name)
         for cid, draft in zip(_unique_ids([c.name for c in refined.characters], "c"), refined.characters)
+        for name in [draft.name.strip() or cid]
     )
     settings = tuple(
-        Setting(id=sid, name=draft.name.strip() or sid, description=draft.description.strip() or draft.name)
+        Setting(id=sid, name=name, description=draft.description.strip() or name)
         for sid, draft in zip(_unique_ids([s.name for s in refined.settings], "place"), refined.settings)
+        for name in [draft.name.strip() or sid]
     )
     draft = director.ask(
         "script",

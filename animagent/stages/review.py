@@ -88,12 +88,12 @@ def review(
     take = takes.draw.get(shot.id, 0)
     step = f"review/{shot.id}"
     key = step_key(
-        step=step, shot=shot, style=script.style, candidates=run.sha(f"keyframes/{shot.id}/candidates.json"),
+        step=step, shot=shot.model_dump(include={"id", "description", "characters", "setting"}), style=script.style, candidates=run.sha(f"keyframes/{shot.id}/candidates.json"),
         images=[run.sha(rel) for rel in candidates.images], memory=run.sha(SIDECAR),
         sheets=[(run.sha(cast.character(p.character).image), _repair_prompt(script, cast, p.character))
                 for p in shot.characters],
         setting=run.sha(cast.setting(shot.setting).image), first=not previous, review=config.review,
-        director=config.director, segmenter=config.segmenter, painter=config.painter, models=models, take=take,
+        director=config.director_key(), segmenter=config.segmenter, painter=config.painter, models=models, take=take,
     )
     if not run.done(step, key):
         started = time.perf_counter()
