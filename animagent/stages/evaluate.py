@@ -35,6 +35,7 @@ from animagent.config import Config
 from animagent.runfolder import RunFolder, step_key
 from animagent.scorecard import CharacterScore, Encoder, FilmScore, Flag, Scorecard, ShotScore
 from animagent.stages import Progress
+from animagent.stages.review import Segmenter
 from animagent.weights import spec
 
 if TYPE_CHECKING:
@@ -44,7 +45,6 @@ log = logging.getLogger(__name__)
 
 SCORECARD, REPORT = "scorecard.json", "report.html"
 THUMB_WIDTH = 480  # report images are downscaled to this width: the file stays small at 1024 px keyframes
-MASK_FILL = (255, 255, 255)  # masked-out pixels of an identity crop: white, like the cast sheets' background
 
 
 class EvalSettings(BaseModel):
@@ -78,10 +78,6 @@ class ImageEncoder(Protocol):
 
 class TextImageEncoder(ImageEncoder, Protocol):
     def texts(self, texts: list[str]) -> np.ndarray: ...
-
-
-class Segmenter(Protocol):
-    def mask(self, image: Image.Image, box: tuple[int, int, int, int]) -> np.ndarray: ...
 
 
 StyleClassifier = Callable[["Image.Image"], StyleClass]
@@ -225,22 +221,19 @@ def _measure(
 def _character_crops(
     script: Script, keyframes: list[Keyframe], images: list[Image.Image], segmenter: Callable[[], Segmenter] | None
 ) -> dict[str, list[tuple[str, Image.Image]]]:
-    """Per character, in film order: (shot, crop of its layout box on the keyframe, masked when a segmenter is given)."""
-    from PIL import Image
+    """Per character, in film order: (shot, its identity crop) — the same crop the review's identity gate
+    scores (review.character_mask / masked_crop), or the plain box padded to a square without a segmenter."""
+    from animagent.stages.review import box_pixels, character_mask, masked_crop
 
     crops: dict[str, list[tuple[str, Image.Image]]] = {}
     for keyframe, image in zip(keyframes, images):
         for placement in script.shot(keyframe.shot).characters:
-            x0, y0, x1, y1 = placement.box.to_pixels(image.width, image.height)
-            # a box thinner than a pixel at this resolution still gets one pixel
-            x1, y1 = max(x1, x0 + 1), max(y1, y0 + 1)
-            source = image
             if segmenter is not None:
-                mask = np.asarray(segmenter().mask(image, (x0, y0, x1, y1)), dtype=bool)
-                if mask.shape != (image.height, image.width):
-                    raise ValueError(f"segmenter mask is {mask.shape}, the keyframe is {(image.height, image.width)}")
-                source = Image.composite(image, Image.new("RGB", image.size, MASK_FILL), Image.fromarray(mask))
-            crops.setdefault(placement.character, []).append((keyframe.shot, source.crop((x0, y0, x1, y1))))
+                mask, _, pixels = character_mask(image, placement.box, segmenter)
+            else:
+                pixels = box_pixels(placement.box, image.width, image.height)
+                mask = np.ones((image.height, image.width), dtype=bool)
+            crops.setdefault(placement.character, []).append((keyframe.shot, masked_crop(image, mask, pixels)))
     return crops
 
 
