@@ -137,6 +137,7 @@ def test_cpu_runs_pin_one_thread_and_give_the_count_back():
 
     from animagent import gpu
 
+    gpu.restore_threads()  # backends built by earlier tests pin without a Studio to give the count back
     before = torch.get_num_threads()
     assert gpu.device(Config(device="cpu")) == "cpu" and torch.get_num_threads() == 1
     gpu.restore_threads()
