@@ -26,7 +26,7 @@ from animagent.config import Config, load_config
 from animagent.errors import InputError
 from animagent.runfolder import RunFolder, step_key
 from animagent.scorecard import Scorecard
-from animagent.stages import Progress, animate, assemble, cast, draw, plan, review
+from animagent.stages import Progress, animate, assemble, cast, draw, no_progress, plan, review
 from animagent.weights import ensure_present, spec
 
 log = logging.getLogger(__name__)
@@ -34,14 +34,10 @@ log = logging.getLogger(__name__)
 STORY, CONFIG, SCRIPT, TAKES = "story.txt", "config.yaml", "script.json", "takes.json"
 
 
-def _no_progress(stage: str, done: int, total: int) -> None:
-    pass
-
-
 class Studio:
     """One run folder, one config; one method per stage and `run()` for all of them in order."""
 
-    def __init__(self, config: Config, run_dir: Path, progress: Progress = _no_progress):
+    def __init__(self, config: Config, run_dir: Path, progress: Progress = no_progress):
         self.config = config
         self.run_folder = RunFolder(run_dir)
         self.progress = progress
@@ -353,7 +349,7 @@ def make_film(
     overrides: tuple[str, ...] | list[str] = (),
     seed: int | None = None,
     script: str | Path | None = None,
-    progress: Progress = _no_progress,
+    progress: Progress = no_progress,
 ) -> Film:
     """Render a story (or, with `script`, a given script.json) into a film in the run folder `out`."""
     config = load_config(profile, config_file, overrides, seed)
@@ -366,12 +362,12 @@ def make_film(
     return Studio(config, run_dir, progress).run()
 
 
-def resume(run_dir: str | Path, progress: Progress = _no_progress) -> Film:
+def resume(run_dir: str | Path, progress: Progress = no_progress) -> Film:
     config = open_run(Path(run_dir))
     return Studio(config, Path(run_dir), progress).run()
 
 
-def evaluate_run(run_dir: str | Path, progress: Progress = _no_progress) -> Path:
+def evaluate_run(run_dir: str | Path, progress: Progress = no_progress) -> Path:
     """Score a finished run (its steps are done, so only the encoders load); returns report.html's path."""
     config = open_run(Path(run_dir))
     studio = Studio(config, Path(run_dir), progress)
@@ -391,7 +387,7 @@ def evaluate_run(run_dir: str | Path, progress: Progress = _no_progress) -> Path
     return studio.run_folder.path(REPORT)
 
 
-def rerender(run_dir: str | Path, shot_id: str, start: str = "draw", progress: Progress = _no_progress) -> Film:
+def rerender(run_dir: str | Path, shot_id: str, start: str = "draw", progress: Progress = no_progress) -> Film:
     """A fresh take of one shot from `start` ("draw": keyframe and clip; "animate": clip only), re-assembled.
 
     A new keyframe has a new context description, which the next shot is drawn with (keyframe iteration), so

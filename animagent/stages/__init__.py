@@ -11,3 +11,7 @@ from typing import Callable
 
 # progress(stage, items done, items in the stage)
 Progress = Callable[[str, int, int], None]
+
+
+def no_progress(stage: str, done: int, total: int) -> None:
+    """The Progress of callers that show none (the Python API, tests)."""

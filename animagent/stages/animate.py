@@ -55,13 +55,18 @@ if TYPE_CHECKING:
 RULE = "no spike, then moves (unless the motion is still), then mean of subject and background consistency"
 
 
-def motion_parameters(kind: str, motion: Motion) -> dict[str, Any]:
-    """The animator's settings for a motion class, from that animator's MOTION_TABLE."""
+def motion_table(kind: str) -> dict:
+    """The MOTION_TABLE of the animator of this kind: motion class → that animator's parameters."""
     if kind == "svd":
         from animagent.backends.animator_svd import MOTION_TABLE
     else:
         from animagent.backends.animator_animatediff import MOTION_TABLE
-    return dataclasses.asdict(MOTION_TABLE[motion])
+    return MOTION_TABLE
+
+
+def motion_parameters(kind: str, motion: Motion) -> dict[str, Any]:
+    """The animator's settings for a motion class, as recorded in motion.json and the step keys."""
+    return dataclasses.asdict(motion_table(kind)[motion])
 
 
 def choose_motions(
@@ -130,14 +135,11 @@ def render(
             image = run.read_image(keyframe.image)
             clips, ladder = [], []
             for i, seed in enumerate(seeds):
+                params = motion_table(config.animator.kind)[motion.motion]
                 if config.animator.kind == "svd":
-                    from animagent.backends.animator_svd import MOTION_TABLE
-
-                    frames = animator().animate(image, MOTION_TABLE[motion.motion], seed)
+                    frames = animator().animate(image, params, seed)
                 else:
-                    from animagent.backends.animator_animatediff import MOTION_TABLE
-
-                    frames = animator().animate(image, keyframe.prompt, MOTION_TABLE[motion.motion], seed)
+                    frames = animator().animate(image, keyframe.prompt, params, seed)
                 ladder += [f"candidate {i}: {rung}" for rung in animator().take_ladder()]
                 rel = f"{folder}/{i}.mp4"
                 with run.writing(rel) as tmp:

@@ -34,7 +34,7 @@ from animagent.artifacts import Cast, Clip, Keyframe, Script, StyleClass
 from animagent.config import Config
 from animagent.runfolder import RunFolder, step_key
 from animagent.scorecard import CharacterScore, Encoder, FilmScore, Flag, Scorecard, ShotScore
-from animagent.stages import Progress
+from animagent.stages import Progress, no_progress
 from animagent.stages.review import Segmenter
 from animagent.weights import spec
 
@@ -83,10 +83,6 @@ class TextImageEncoder(ImageEncoder, Protocol):
 StyleClassifier = Callable[["Image.Image"], StyleClass]
 
 
-def _no_progress(stage: str, done: int, total: int) -> None:
-    pass
-
-
 def evaluate(
     run: RunFolder,
     script: Script,
@@ -99,7 +95,7 @@ def evaluate(
     dino: Callable[[], ImageEncoder],
     segmenter: Callable[[], Segmenter] | None = None,
     style_classifier: StyleClassifier | None = None,
-    progress: Progress = _no_progress,
+    progress: Progress = no_progress,
 ) -> Scorecard:
     """Score the run (or read the scorecard of an identical earlier evaluation) and write the report."""
     if (segmenter is None) != (settings.segmenter is None):
