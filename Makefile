@@ -25,7 +25,7 @@ test: install
 	$(BIN)/python -m pytest -q
 
 lint: install
-	$(BIN)/ruff check animagent tests
+	$(BIN)/ruff check animagent tests scripts
 
 clean:
 	rm -rf $(VENV) runs weights/tiny

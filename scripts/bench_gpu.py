@@ -1,7 +1,7 @@
 """Benchmark the full-size pipeline on one GPU, in one process: models, film, naive baseline, lowvram, levers.
 
 Needs the weights written by scripts/make_fullsize.py (full-size architectures, random weights: timings and
-memory are real, pictures are noise). Phases, run in this order (`--phases` picks some):
+memory are real, pictures are noise). Phases (`--phases` picks some, run in the order given):
 
   reference  plain diffusers models built from the configs (no pipeline): UNet step, VAE decode, FLOP counts
   pipeline   the default profile on scripts/bench_script.json through animagent.studio's stages (plan is
@@ -11,9 +11,9 @@ memory are real, pictures are noise). Phases, run in this order (`--phases` pick
              per shot; then the ratio of the two
   director   TransformersDirector.ask with an image and a schema: time to first token, decode tokens/s
   lowvram    the lowvram profile on the same script: peak GPU memory per stage
-  levers     speed levers applied from outside to the backends' own pipelines, measured cumulatively
-             (channels_last, fused self-attention QKV, cuDNN attention first, regional torch.compile), then a
-             keyframe and a clip with all of them
+  levers     the backends' own pipelines as shipped (one keyframe, a batch of candidates, one clip), then
+             levers applied from outside, cumulatively: self-attention QKV unfused vs fused (shipped), regional
+             torch.compile; a keyframe and a clip with them (compile time reported apart)
 
 GPU time is the union of the kernels' busy intervals from CUPTI (torch.profiler, CUDA activity only); time
 outside model kernels = stage wall - model loading - kernel time. Writes <out>/summary.json after every phase
@@ -26,7 +26,6 @@ Usage: python scripts/bench_gpu.py --weights ROOT --out DIR [--phases pipeline,n
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
 import gc
 import json
@@ -58,6 +57,7 @@ log = logging.getLogger("bench")
 
 PHASES = ("reference", "pipeline", "naive", "director", "lowvram", "levers")
 GB = 1e9
+CALLS = ("sketch", "draw", "repair", "animate", "director")  # the backend calls timed one by one
 TARGETS = {"keyframe_s": 0.9, "clip_s": 9.0, "film_speedup": 2.5, "outside_kernels_share": 0.10, "lowvram_peak_gb": 22.0}
 
 
@@ -202,15 +202,23 @@ class Recorder:
 def instrument(recorder: Recorder) -> None:
     from animagent.backends.animator_svd import SVDAnimator
     from animagent.backends.director_transformers import TransformersDirector
+    from animagent.backends.embedder import ClipEmbedder
+    from animagent.backends.embedder_dino import DinoEmbedder
     from animagent.backends.painter_sdxl import SDXLPainter
+    from animagent.backends.segmenter_sam import SamSegmenter
 
     recorder.wrap(SDXLPainter, "__init__", "load:painter", load=True)
+    recorder.wrap(ClipEmbedder, "__init__", "load:clip", load=True)
+    recorder.wrap(DinoEmbedder, "__init__", "load:dino", load=True)
+    recorder.wrap(SamSegmenter, "__init__", "load:sam", load=True)
     recorder.wrap(SDXLPainter, "_load_adapter", "load:ip_adapter", load=True)
     recorder.wrap(SVDAnimator, "__init__", "load:animator", load=True)
     recorder.wrap(TransformersDirector, "__init__", "load:director", load=True)
     recorder.wrap(SDXLPainter, "sketch", "sketch")
     recorder.wrap(SDXLPainter, "draw", "draw")
     recorder.wrap(SVDAnimator, "animate", "animate")
+    recorder.wrap(SDXLPainter, "repair", "repair")
+    recorder.wrap(TransformersDirector, "_complete", "director")
 
 
 class Capture:
@@ -350,8 +358,7 @@ def run_film(b: Bench, profile: str, label: str) -> dict[str, Any]:
             "wall_s": round(seconds, 2), "load_s": round(loads, 2), "kernel_s": round(activity.kernel_s, 2),
             "copy_s": round(activity.copy_s, 2), "kernels": activity.kernels,
             "outside_kernels_s": round(seconds - loads - activity.kernel_s, 2), **peak(),
-            "calls": {kind: b.recorder.calls(kind, mark) for kind in ("sketch", "draw", "animate")
-                      if b.recorder.calls(kind, mark)},
+            "calls": {kind: b.recorder.calls(kind, mark) for kind in CALLS if b.recorder.calls(kind, mark)},
         }
         log.info("%s %s: %s", label, name, {k: v for k, v in stages[name].items() if k != "calls"})
         return value
@@ -608,9 +615,10 @@ def phase_levers(b: Bench) -> dict[str, Any]:
     the pipeline makes (captured), then a whole keyframe / clip with every lever on."""
     import torch._dynamo
     from diffusers.models.attention import BasicTransformerBlock, TemporalBasicTransformerBlock
+    from diffusers.models.attention_processor import AttnProcessor2_0
 
     from animagent.backends.animator_svd import MOTION_TABLE, SVDAnimator
-    from animagent.backends.painter_sdxl import Reference, SDXLPainter
+    from animagent.backends.painter_sdxl import Reference, SDXLPainter, fuse_self_attention
 
     torch._dynamo.config.cache_size_limit = 64  # regional compilation specialises each block shape
     config = b.config("default")
@@ -625,28 +633,32 @@ def phase_levers(b: Bench) -> dict[str, Any]:
     refs.append(Reference(sheet, painter_cfg.setting_scale, None))
     prompt = shot_prompt(b.script, shot)
 
-    def keyframe() -> object:
-        return painter.draw(prompt, refs, painter_cfg.width, painter_cfg.height, seeds=[1])
+    def keyframe(candidates: int = 1) -> object:
+        return painter.draw(prompt, refs, painter_cfg.width, painter_cfg.height, seeds=list(range(candidates)))
 
     unet = painter._pipe.unet
     capture = Capture(unet)
-    keyframe()  # warm-up: loads the adapter, captures one UNet call
-    sdxl: dict[str, Any] = {"keyframe_eager_s": round(statistics.median(wall(keyframe) for _ in range(2)), 3)}
+    keyframe()  # warm-up: loads the adapters, captures one UNet call
+    batch = config.draw.candidates
+    sdxl: dict[str, Any] = {"keyframe_s": round(statistics.median(wall(keyframe) for _ in range(3)), 3)}
+    sdxl[f"keyframes_batch{batch}_s"] = round(statistics.median(wall(lambda: keyframe(batch)) for _ in range(2)), 3)
+    log.info("levers sdxl, as the painter runs: %s", sdxl)
 
     def sdxl_step() -> object:
         with torch.no_grad():
             return unet(*capture.args, **capture.kwargs)
 
-    with contextlib.ExitStack() as levers:
-        sdxl["steps_ms"] = measure_levers(sdxl_step, 10, [
-            ("eager", lambda: None),
-            ("channels_last", lambda: channels_last(unet)),
-            ("fused_qkv_self_attention", lambda: fuse_self_attention(unet)),
-            ("cudnn_attention_first", lambda: levers.enter_context(cudnn_first())),
-            ("compile_repeated_blocks", lambda: unet.compile_repeated_blocks(fullgraph=True, dynamic=False)),
-        ], sdxl)
-        keyframe()  # the compiled blocks meet the whole pipeline once
-        sdxl["keyframe_levers_s"] = round(statistics.median(wall(keyframe) for _ in range(3)), 3)
+    self_attention = [m for n, m in unet.named_modules() if n.endswith("attn1")]
+    sdxl["steps_ms"] = measure_levers(sdxl_step, 10, [
+        ("unfused_self_attention", lambda: [m.set_processor(AttnProcessor2_0()) for m in self_attention]),
+        ("fused_self_attention (shipped)", lambda: fuse_self_attention(unet)),
+        ("compile_repeated_blocks", lambda: unet.compile_repeated_blocks(fullgraph=True, dynamic=False)),
+    ], sdxl)
+    keyframe()  # the compiled blocks meet the whole pipeline once
+    sdxl["keyframe_compiled_s"] = round(statistics.median(wall(keyframe) for _ in range(3)), 3)
+    keyframe(batch)
+    sdxl[f"keyframes_batch{batch}_compiled_s"] = round(
+        statistics.median(wall(lambda: keyframe(batch)) for _ in range(2)), 3)
     painter.close()
     result["sdxl"] = sdxl
     log.info("levers sdxl: %s", sdxl)
@@ -680,19 +692,13 @@ def phase_levers(b: Bench) -> dict[str, Any]:
             if isinstance(module, blocks):
                 module.compile(fullgraph=True, dynamic=False)
 
-    with contextlib.ExitStack() as levers:
-        svd["steps_ms"] = measure_levers(svd_step, 3, [
-            ("eager", lambda: None),
-            ("channels_last", lambda: channels_last(unet)),
-            ("fused_qkv_self_attention", lambda: fuse_self_attention(unet)),
-            ("cudnn_attention_first", lambda: levers.enter_context(cudnn_first())),
-            ("compile_transformer_blocks", compile_blocks),
-        ], svd)
-        best_chunk = min((c for c in (config.animator.decode_chunk_size, frames)),
-                         key=lambda c: svd.get(f"decode_chunk{c}_ms", float("inf")))
-        animator._config = b.config("default", f"animator.decode_chunk_size={best_chunk}")
-        svd["clip_levers_decode_chunk"] = best_chunk
-        svd["clip_levers_s"] = round(wall(lambda: animator.animate(image, motion, seed=1)), 3)
+    svd["clip_s"] = round(wall(lambda: animator.animate(image, motion, seed=1)), 3)
+    svd["steps_ms"] = measure_levers(svd_step, 3, [
+        ("eager", lambda: None),
+        ("compile_transformer_blocks", compile_blocks),
+    ], svd)
+    animator.animate(image, motion, seed=1)  # the compiled blocks meet the whole pipeline once
+    svd["clip_compiled_s"] = round(wall(lambda: animator.animate(image, motion, seed=1)), 3)
     animator.close()
     result["svd"] = svd
     log.info("levers svd: %s", svd)
@@ -716,30 +722,6 @@ def measure_levers(step: Callable[[], object], repeat: int, levers: list[tuple[s
     return times
 
 
-def channels_last(module: torch.nn.Module) -> None:
-    """NHWC for every 4-D weight (the 2-D convolutions); SVD's 5-D temporal convolutions keep their layout."""
-    for param in module.parameters():
-        if param.dim() == 4:
-            param.data = param.data.to(memory_format=torch.channels_last)
-
-
-def fuse_self_attention(unet: torch.nn.Module) -> None:
-    """Fused QKV for self-attention (attn1) only: cross-attention keeps its processors (IP-Adapter lives there)."""
-    from diffusers.models.attention_processor import Attention, FusedAttnProcessor2_0
-
-    for name, module in unet.named_modules():
-        if isinstance(module, Attention) and name.endswith("attn1"):
-            module.fuse_projections()
-            module.set_processor(FusedAttnProcessor2_0())
-
-
-def cudnn_first() -> contextlib.AbstractContextManager:
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-
-    return sdpa_kernel([SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION,
-                        SDPBackend.MATH], set_priority=True)
-
-
 # --- summary ------------------------------------------------------------------------------------------------
 
 
@@ -749,19 +731,25 @@ def derive(summary: dict[str, Any]) -> dict[str, Any]:
     ref, film, naive = summary.get("reference", {}), summary.get("pipeline", {}), summary.get("naive", {})
     config = summary["config"]
     levers = summary.get("levers", {})
-    if "keyframe_eager_s" in levers.get("sdxl", {}):
-        out["keyframe_s"] = levers["sdxl"]["keyframe_eager_s"]  # one image, as the painter draws it today
+    if "keyframe_s" in levers.get("sdxl", {}):
+        out["keyframe_s"] = levers["sdxl"]["keyframe_s"]  # one image, as the painter draws it
+        out["keyframe_compiled_s"] = levers["sdxl"].get("keyframe_compiled_s")
+    if "clip_s" in levers.get("svd", {}):
+        out["clip_s"] = levers["svd"]["clip_s"]  # one clip, as the animator renders it
+        out["clip_compiled_s"] = levers["svd"].get("clip_compiled_s")
     if "stages" in film:
         draws = film["stages"]["draw"]["calls"].get("draw", [])
         clips = film["stages"]["animate"]["calls"].get("animate", [])
         if len(draws) > 1:
             out["draw_call_s"] = statistics.median(draws[1:])  # config draw.candidates images in one batch
         if len(clips) > 1:
-            out["clip_s"] = statistics.median(clips[1:])
+            out.setdefault("clip_s", statistics.median(clips[1:]))
         out["film_s"] = film["wall_s"]
         out["film_outside_kernels_share"] = film["outside_kernels_share"]
         out["film_load_s"] = film["load_s"]
         out["film_peak_reserved_gb"] = film["peak_reserved_gb"]
+        out["film_call_s"] = {kind: round(sum(sum(s["calls"].get(kind, [])) for s in film["stages"].values()), 1)
+                              for kind in CALLS}
     if "sdxl_unet_step_tflop" in ref:
         keyframe_tflop = config["painter_steps"] * ref["sdxl_unet_step_tflop"] + ref["sdxl_vae_decode_tflop"]
         clip_tflop = config["animator_steps"] * ref["svd_unet_step_tflop"] + ref["svd_vae_decode_tflop"]
@@ -851,9 +839,7 @@ def main() -> None:
     )
     runners = {"reference": phase_reference, "pipeline": phase_pipeline, "naive": phase_naive,
                "director": phase_director, "lowvram": phase_lowvram, "levers": phase_levers}
-    for phase in PHASES:
-        if phase not in phases:
-            continue
+    for phase in phases:  # in the order given
         log.info("phase %s", phase)
         began = time.perf_counter()
         try:
