@@ -57,6 +57,7 @@ log = logging.getLogger("bench")
 
 PHASES = ("reference", "pipeline", "naive", "director", "lowvram", "levers")
 GB = 1e9
+FIELD = 96  # characters of director free text with random weights (see Bench.config)
 CALLS = ("sketch", "draw", "repair", "animate", "director")  # the backend calls timed one by one
 TARGETS = {"keyframe_s": 0.9, "clip_s": 9.0, "film_speedup": 2.5, "outside_kernels_share": 0.10, "lowvram_peak_gb": 22.0}
 
@@ -247,7 +248,9 @@ class Bench:
     summary: dict[str, Any]
 
     def config(self, profile: str, *overrides: str) -> Config:
-        extra = [f"weights.root={self.root}"] + (["device=auto"] if self.tiny else [])
+        # A random-weight director writes a free-text field until its bound (the default, 2000 characters, is
+        # over a thousand tokens; a real model stops after a sentence): 96 characters give real reply lengths.
+        extra = [f"weights.root={self.root}"] + (["device=auto"] if self.tiny else [f"director.max_field_chars={FIELD}"])
         return load_config("tiny" if self.tiny else profile, overrides=[*extra, *overrides])
 
     def folder(self, name: str, config: Config) -> Path:
