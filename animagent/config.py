@@ -180,6 +180,11 @@ class GpuConfig(_Section):
     allow_degrade: bool = Field(
         False, description="on out-of-memory, after every quality-preserving step, allow fewer frames"
     )
+    one_heavy_model: bool = Field(
+        False,
+        description="keep at most one of the director and the painter on the GPU; the other waits in CPU memory "
+        "(lowvram)",
+    )
 
 
 class AssembleConfig(_Section):

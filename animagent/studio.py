@@ -4,8 +4,10 @@ Stage-major where the story allows it: each heavy model loads once per pass and 
 no longer needs it (the director plans everything; the painter draws every sheet's candidates, then the director
 picks them all; the animator renders every clip with the director released). Draw and review alternate shot by
 shot, because DreamFactory's keyframe iteration draws each shot with descriptions of the keyframes accepted
-before it, so during that pass the painter, the director, CLIP and SAM are all resident. Backends load lazily
-through zero-argument getters, so a resumed run whose steps are finished loads nothing.
+before it, so during that pass the painter, the director, CLIP and SAM are all resident. With
+`gpu.one_heavy_model` (lowvram) only one of the painter and the director is on the GPU at a time: each getter parks
+the other in CPU memory first. Backends load lazily through zero-argument getters, so a resumed run whose steps
+are finished loads nothing.
 This module owns the order, the run folder's inputs (story.txt, config.yaml) and the backends' lifetimes;
 what each stage computes lives in animagent/stages/.
 """
@@ -185,6 +187,7 @@ class Studio:
     # --- backends, loaded on first use ---------------------------------------------------------------------
 
     def _get_director(self) -> Director:
+        self._make_room(for_="director")
         if self._director is None:
             if self.config.director.kind != "openai":
                 ensure_present(self.config)
@@ -192,12 +195,26 @@ class Studio:
         return self._director
 
     def _get_painter(self):
+        self._make_room(for_="painter")
         if self._painter is None:
             from animagent.backends.painter_sdxl import SDXLPainter
 
             ensure_present(self.config)
             self._painter = SDXLPainter(self.config, self.weights_root)
         return self._painter
+
+    def _make_room(self, for_: str) -> None:
+        """With `gpu.one_heavy_model`: park the other of the director and the painter in CPU memory, then bring
+        `for_` back if it was parked. Called by their getters, which the stages call right before each use, so
+        the one in use is always on the GPU. Parking, not releasing: draw and review alternate the two shot by
+        shot (and repair round by round), and a move across PCIe costs less than a load from disk."""
+        if not self.config.gpu.one_heavy_model or self.config.director.kind == "openai":
+            return  # an openai director lives in another process: parking the painter would free nothing for it
+        other, wanted = (self._painter, self._director) if for_ == "director" else (self._director, self._painter)
+        if other is not None:
+            other.park()  # first: `wanted` may be about to load, and needs the room
+        if wanted is not None:
+            wanted.unpark()
 
     def _get_embedder(self):
         if self._embedder is None:

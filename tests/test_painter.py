@@ -180,3 +180,24 @@ def test_draw_follows_the_references(painter) -> None:
     assert np.array_equal(draw(_noise(1)), base)  # deterministic for a seed
     assert not np.array_equal(draw(_noise(2)), base)  # another reference image
     assert not np.array_equal(draw(_noise(1), scale=0.2), base)  # another scale
+
+
+def test_repair_keeps_the_shared_modules_in_the_configured_dtype(weights_root) -> None:
+    """diffusers' from_pipe casts the modules it shares to float32 unless told a dtype; on a GPU that made every
+    later draw several times slower. bfloat16 stands in for float16 here (the CPU runs it)."""
+    import torch
+
+    from animagent.backends.painter_sdxl import Reference, SDXLPainter
+
+    painter = SDXLPainter(_config(weights_root).model_copy(update={"dtype": "bfloat16"}), weights_root)
+    try:
+        (image,) = painter.draw(PROMPT, [Reference(_noise(1), 0.6)], 64, 64, [9])
+        mask = np.zeros((64, 64), dtype=bool)
+        mask[8:40, 4:30] = True
+        painter.repair(image, mask, PROMPT, Reference(_noise(2), 0.8), None, 0.9, 4)
+        pipe = painter._pipe
+        dtypes = {p.dtype for m in (pipe.unet, pipe.vae, pipe.text_encoder, pipe.text_encoder_2, pipe.image_encoder)
+                  for p in m.parameters()}
+        assert dtypes == {torch.bfloat16}
+    finally:
+        painter.close()

@@ -88,7 +88,8 @@ def constrained_schema(model: type[BaseModel], max_field_chars: int) -> dict[str
 
 
 class Director:
-    """Base class of the director kinds. Subclasses implement `_complete` (and may override sleep/wake)."""
+    """Base class of the director kinds. Subclasses implement `_complete` (and may override sleep/wake and
+    park/unpark)."""
 
     kind = "base"
 
@@ -152,6 +153,13 @@ class Director:
 
     def wake(self) -> None:
         """Undo `sleep`."""
+
+    def park(self) -> None:
+        """Move the model from the GPU to CPU memory so the painter can have the GPU (`gpu.one_heavy_model`).
+        A no-op here: the openai kind's model lives in another process, which manages its own memory."""
+
+    def unpark(self) -> None:
+        """Undo `park`: the model back on its device before the next question. A no-op where `park` is one."""
 
     def close(self) -> None:
         """Free the model or connection."""

@@ -2,7 +2,8 @@
 
 This module owns loading the director model, tokenizer and image processor from the registry folder, turning
 director messages into Qwen2.5-VL chat input (images as image parts, `<|image_pad|>` expanded per image by its
-patch grid), compiling and caching one grammar per schema, and one seeded `generate()` per completion. It uses
+patch grid), compiling and caching one grammar per schema, one seeded `generate()` per completion, and parking the
+model in CPU memory while the painter has the GPU (`gpu.one_heavy_model`). It uses
 the tokenizer + image processor route rather than `AutoProcessor`, which needs torchvision for Qwen2.5-VL's
 video processor (feasibility §5, workaround a); the same code runs on CPU (tiny) and GPU (real).
 The retry loop, prompts, schema bounds and the raw-reply log are the base class's (`director.py`).
@@ -43,8 +44,10 @@ class TransformersDirector(Director):
         super().__init__(config.director, log_path)
         folder = model_dir(config.weights_root(), config.director.weights, config.weights.flavor)
         started = time.perf_counter()
+        self._device = gpu.device(config)
+        self._parked = False
         self.model = AutoModelForImageTextToText.from_pretrained(
-            folder, dtype=gpu.dtype(config), device_map=gpu.device(config)
+            folder, dtype=gpu.dtype(config), device_map=self._device
         )
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
         self.image_processor = AutoImageProcessor.from_pretrained(folder)
@@ -110,6 +113,25 @@ class TransformersDirector(Director):
         log.debug("director: %d prompt tokens, %d new tokens (%s) in %.2f s", inputs["input_ids"].shape[1],
                   len(new), finish, seconds)
         return Reply(self.tokenizer.decode(new, skip_special_tokens=True), finish)
+
+    def park(self) -> None:
+        """The weights to CPU memory and the GPU's cached blocks freed, so the painter fits (lowvram)."""
+        if self._parked:
+            return
+        started = time.perf_counter()
+        self.model.to("cpu")
+        gpu.free_memory()
+        self._parked = True
+        log.info("director parked in CPU memory in %.2f s", time.perf_counter() - started)
+
+    def unpark(self) -> None:
+        """The weights back on the device; `_complete` sends its inputs to `self.model.device`, so it follows."""
+        if not self._parked:
+            return
+        started = time.perf_counter()
+        self.model.to(self._device)
+        self._parked = False
+        log.info("director back on %s in %.2f s", self._device, time.perf_counter() - started)
 
     def close(self) -> None:
         del self.model

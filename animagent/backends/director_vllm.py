@@ -2,12 +2,15 @@
 
 This module owns the engine and sampling arguments (pure functions, tested without vLLM) and the calls:
 `llm.chat` with `StructuredOutputsParams(json=schema)`, `llm.sleep(level=1)` / `llm.wake_up()` so diffusion
-gets the GPU between director phases. Messages and images are built exactly as for the `openai` kind
+gets the GPU between director phases. Parking (`gpu.one_heavy_model`) is that sleep mode too: level 1 moves the
+weights to CPU memory and drops the KV cache. Messages and images are built exactly as for the `openai` kind
 (director_openai.py), so both kinds see the same pixels. vLLM is imported only when this kind is built.
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +19,8 @@ from animagent.backends.director_openai import chat_messages
 from animagent.config import Config, DirectorConfig
 from animagent.errors import MissingError
 from animagent.weights import model_dir
+
+log = logging.getLogger(__name__)
 
 # Images one director prompt may carry (vLLM reserves memory for this many). The largest task, picking
 # among the top-k clips, shows a few frames of each.
@@ -54,6 +59,7 @@ class VLLMDirector(Director):
             raise MissingError("the vllm director needs vLLM: pip install 'animagent[vllm]'") from None
         folder = model_dir(config.weights_root(), config.director.weights, config.weights.flavor)
         self.llm = vllm.LLM(**engine_args(config, folder))
+        self._parked = False
 
     def _complete(self, messages: list[Message], schema: dict[str, Any], seed: int) -> Reply:
         from vllm import SamplingParams
@@ -71,6 +77,23 @@ class VLLMDirector(Director):
 
     def wake(self) -> None:
         self.llm.wake_up()
+
+    def park(self) -> None:
+        """vLLM's own sleep mode (enabled in `engine_args`): the weights wait in CPU memory."""
+        if self._parked:
+            return
+        started = time.perf_counter()
+        self.sleep()
+        self._parked = True
+        log.info("director (vllm) asleep in %.2f s", time.perf_counter() - started)
+
+    def unpark(self) -> None:
+        if not self._parked:
+            return
+        started = time.perf_counter()
+        self.wake()
+        self._parked = False
+        log.info("director (vllm) awake in %.2f s", time.perf_counter() - started)
 
     def close(self) -> None:
         del self.llm

@@ -7,7 +7,8 @@ each gated by a mask built from its box and with its own scale; adapter 1 takes 
 InstantStyle's per-layer scales (the style block only), so the place lends its palette, texture and light without
 laying its empty composition over the characters. `sketch` draws from text alone; `draw` adds references; both
 draw one candidate per seed in one batched call. `repair` inpaints one masked region with one reference.
-Adapter scales are restored after every call, so no call leaks state into the next.
+Adapter scales are restored after every call, so no call leaks state into the next. `park` / `unpark` move the
+pipelines to CPU memory and back while the director has the GPU (`gpu.one_heavy_model`).
 Heavy imports (torch, diffusers) happen when the module is imported; `animagent` never imports it eagerly.
 """
 
@@ -71,6 +72,8 @@ class SDXLPainter:
         self.ladder = gpu.OomLadder("painter", "free the GPU or use --profile lowvram")
         self._inpaint: StableDiffusionXLInpaintPipeline | None = None
         self._adapter_loaded = False
+        self._parked = False
+        self._offloaded = False  # model CPU offload (an OOM rung) places the modules itself from then on
         log.info("loaded %s + %s in %.1f s", config.painter.model, config.painter.vae,
                  time.perf_counter() - started)
 
@@ -132,7 +135,9 @@ class SDXLPainter:
         self._load_adapter()
         if self._inpaint is None:
             # Shares the pipeline's modules and its loaded adapters; scales are set per call, as for draw.
-            self._inpaint = StableDiffusionXLInpaintPipeline.from_pipe(self._pipe)
+            # from_pipe casts the shared modules to float32 unless told a dtype: on an H200 that made every
+            # draw after the first repair 6x slower (docs/benchmarks.md).
+            self._inpaint = StableDiffusionXLInpaintPipeline.from_pipe(self._pipe, dtype=self._pipe.unet.dtype)
             self._inpaint.set_progress_bar_config(disable=True)
         region = Image.fromarray(mask.astype(np.uint8) * 255)  # 2-D uint8: mode L
         blank = Image.new("RGB", image.size)
@@ -146,6 +151,25 @@ class SDXLPainter:
                 cross_attention_kwargs={"ip_adapter_masks": [full.transpose(0, 1).to(self._device)] * 2},
             )
         return Image.composite(painted, image.convert("RGB"), region)
+
+    def park(self) -> None:
+        """Every module to CPU memory and the GPU's cached blocks freed, so the director fits (lowvram). The
+        inpainting pipeline shares these modules, so it moves with them."""
+        if self._parked or self._offloaded:
+            return
+        started = time.perf_counter()
+        self._pipe.to("cpu", silence_dtype_warnings=True)  # fp16 on the CPU only waits there, it never runs
+        gpu.free_memory()
+        self._parked = True
+        log.info("painter parked in CPU memory in %.2f s", time.perf_counter() - started)
+
+    def unpark(self) -> None:
+        if not self._parked:
+            return
+        started = time.perf_counter()
+        self._pipe.to(self._device)
+        self._parked = False
+        log.info("painter back on %s in %.2f s", self._device, time.perf_counter() - started)
 
     def close(self) -> None:
         del self._pipe
@@ -236,6 +260,7 @@ class SDXLPainter:
     def _offload(self) -> None:
         if self._device == "cuda":
             self._pipe.enable_model_cpu_offload()
+            self._offloaded = True
 
     def _load_adapter(self) -> None:
         if self._adapter_loaded:

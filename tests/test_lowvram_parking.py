@@ -1,0 +1,150 @@
+"""gpu.one_heavy_model (lowvram): the studio's getters park the other of the director and the painter in CPU memory
+and bring the one asked for back. Fakes at the getters' seams for the rule; then a tiny run on CPU through the real
+park/unpark, checking that the model in use was never the parked one and that the film does not change."""
+
+from __future__ import annotations
+
+import pytest
+
+from animagent import studio as studio_module
+from animagent.config import Config, load_config
+from animagent.runfolder import RunFolder
+from animagent.studio import Studio, make_film
+
+TWO_SHOTS = "tests/data/two_shots.json"
+
+
+class Heavy:
+    """A fake director or painter that records its park/unpark calls in a shared list."""
+
+    def __init__(self, name: str, events: list[str]):
+        self.name, self.events = name, events
+
+    def park(self) -> None:
+        self.events.append(f"park {self.name}")
+
+    def unpark(self) -> None:
+        self.events.append(f"unpark {self.name}")
+
+    def close(self) -> None:
+        pass
+
+
+def _studio(tmp_path, one_heavy_model: bool, director_kind: str = "transformers") -> tuple[Studio, list[str]]:
+    config = Config(gpu={"one_heavy_model": one_heavy_model}, director={"kind": director_kind})
+    studio = Studio(config, tmp_path)
+    events: list[str] = []
+    studio._director, studio._painter = Heavy("director", events), Heavy("painter", events)
+    return studio, events
+
+
+def test_the_lowvram_profile_keeps_one_heavy_model_and_the_default_both():
+    assert load_config("lowvram").gpu.one_heavy_model is True
+    assert load_config("default").gpu.one_heavy_model is False
+
+
+def test_each_getter_parks_the_other_and_unparks_its_own(tmp_path):
+    studio, events = _studio(tmp_path, one_heavy_model=True)
+    assert studio._get_painter() is studio._painter
+    assert events == ["park director", "unpark painter"]
+    events.clear()
+    assert studio._get_director() is studio._director
+    assert events == ["park painter", "unpark director"]
+
+
+def test_without_the_flag_nothing_is_parked(tmp_path):
+    studio, events = _studio(tmp_path, one_heavy_model=False)
+    studio._get_painter()
+    studio._get_director()
+    assert events == []
+
+
+def test_an_openai_director_parks_nothing(tmp_path):
+    # its model is in another process: moving the painter off the GPU would free nothing for it
+    studio, events = _studio(tmp_path, one_heavy_model=True, director_kind="openai")
+    studio._get_painter()
+    studio._get_director()
+    assert events == []
+
+
+def test_the_painter_is_parked_before_a_director_loads(tmp_path, monkeypatch):
+    studio, events = _studio(tmp_path, one_heavy_model=True)
+    studio._director = None
+    monkeypatch.setattr(studio_module, "ensure_present", lambda config: None)
+    monkeypatch.setattr(studio_module, "make_director",
+                        lambda config, log_path: events.append("load director") or Heavy("director", events))
+    studio._get_director()
+    assert events == ["park painter", "load director"]
+
+
+# --- a real tiny run ---------------------------------------------------------------------------------------
+
+
+def _outputs(run: RunFolder) -> dict[str, str]:
+    return {rel: sha for record in run.manifest.steps.values() for rel, sha in record.outputs.items()}
+
+
+@pytest.fixture(scope="module")
+def parked(tiny_all, tmp_path_factory):
+    """A tiny run with gpu.one_heavy_model=true. The real park/unpark are wrapped to count calls, and every
+    director completion and painter call checks that it runs unparked while the other is parked."""
+    from animagent.backends.director_transformers import TransformersDirector
+    from animagent.backends.painter_sdxl import SDXLPainter
+
+    calls: list[str] = []
+    live: dict[str, list] = {"painter": [], "director": []}
+
+    def loaded(kind: str) -> list:  # instances not yet closed (close deletes the model)
+        return [b for b in live[kind] if hasattr(b, "_pipe" if kind == "painter" else "model")]
+
+    def record(cls, kind: str):
+        init, park, unpark = cls.__init__, cls.park, cls.unpark
+
+        def init_spy(self, *args, **kwargs):
+            init(self, *args, **kwargs)
+            live[kind].append(self)
+
+        def park_spy(self):
+            calls.append(f"park {kind}")
+            park(self)
+
+        def unpark_spy(self):
+            calls.append(f"unpark {kind}")
+            unpark(self)
+
+        return {"__init__": init_spy, "park": park_spy, "unpark": unpark_spy}
+
+    complete, paint = TransformersDirector._complete, SDXLPainter._paint
+
+    def complete_spy(self, *args, **kwargs):
+        assert not self._parked and all(p._parked for p in loaded("painter"))
+        return complete(self, *args, **kwargs)
+
+    def paint_spy(self, *args, **kwargs):
+        assert not self._parked and all(d._parked for d in loaded("director"))
+        return paint(self, *args, **kwargs)
+
+    out = tmp_path_factory.mktemp("parked")
+    with pytest.MonkeyPatch.context() as patch:
+        for cls, kind in ((SDXLPainter, "painter"), (TransformersDirector, "director")):
+            for name, spy in record(cls, kind).items():
+                patch.setattr(cls, name, spy)
+        patch.setattr(TransformersDirector, "_complete", complete_spy)
+        patch.setattr(SDXLPainter, "_paint", paint_spy)
+        make_film(None, profile="tiny", out=out, script=TWO_SHOTS,
+                  overrides=[f"weights.root={tiny_all}", "gpu.one_heavy_model=true"])
+    return RunFolder(out), calls
+
+
+def test_a_tiny_run_parks_and_unparks_and_finishes(parked):
+    run, calls = parked
+    assert run.exists("film.mp4")
+    for call in ("park painter", "unpark painter", "park director", "unpark director"):
+        assert call in calls
+
+
+def test_parking_does_not_change_the_film(parked, tiny_all, tmp_path):
+    run, _ = parked
+    make_film(None, profile="tiny", out=tmp_path, script=TWO_SHOTS, overrides=[f"weights.root={tiny_all}"])
+    plain = RunFolder(tmp_path)
+    assert _outputs(plain) == _outputs(run) and "film.mp4" in _outputs(run)
