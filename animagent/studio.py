@@ -208,13 +208,14 @@ class Studio:
         `for_` back if it was parked. Called by their getters, which the stages call right before each use, so
         the one in use is always on the GPU. Parking, not releasing: draw and review alternate the two shot by
         shot (and repair round by round), and a move across PCIe costs less than a load from disk."""
-        if not self.config.gpu.one_heavy_model or self.config.director.kind == "openai":
-            return  # an openai director lives in another process: parking the painter would free nothing for it
+        director = self.config.director
+        if not self.config.gpu.one_heavy_model or (director.kind == "openai" and not director.sleep_mode):
+            return  # a server that cannot sleep keeps its memory: parking the painter would free nothing for it
         other, wanted = (self._painter, self._director) if for_ == "director" else (self._director, self._painter)
         if other is not None:
-            other.park()  # first: `wanted` may be about to load, and needs the room
+            other.sleep()  # first: `wanted` may be about to load, and needs the room
         if wanted is not None:
-            wanted.unpark()
+            wanted.wake()
 
     def _get_embedder(self):
         if self._embedder is None:

@@ -324,7 +324,9 @@ def test_api_key_from_the_environment_and_none_without_one(stub, tmp_path, monke
 def test_sleep_and_wake_use_the_server_root_only_in_sleep_mode(stub, tmp_path):
     stub.play(then=status(200, ""))
     director = make(stub, tmp_path, sleep_mode=True)
+    director.wake()  # awake already: nothing to send
     director.sleep()
+    director.sleep()  # the studio asks again at every painter call; the server hears it once
     director.wake()
     assert [r.path for r in stub.requests] == ["/sleep?level=1", "/wake_up"]
     stub.play()

@@ -1,6 +1,6 @@
 """gpu.one_heavy_model (lowvram): the studio's getters park the other of the director and the painter in CPU memory
 and bring the one asked for back. Fakes at the getters' seams for the rule; then a tiny run on CPU through the real
-park/unpark, checking that the model in use was never the parked one and that the film does not change."""
+sleep/wake, checking that the model in use was never the parked one and that the film does not change."""
 
 from __future__ import annotations
 
@@ -15,23 +15,24 @@ TWO_SHOTS = "tests/data/two_shots.json"
 
 
 class Heavy:
-    """A fake director or painter that records its park/unpark calls in a shared list."""
+    """A fake director or painter that records its sleep/wake calls in a shared list."""
 
     def __init__(self, name: str, events: list[str]):
         self.name, self.events = name, events
 
-    def park(self) -> None:
-        self.events.append(f"park {self.name}")
+    def sleep(self) -> None:
+        self.events.append(f"sleep {self.name}")
 
-    def unpark(self) -> None:
-        self.events.append(f"unpark {self.name}")
+    def wake(self) -> None:
+        self.events.append(f"wake {self.name}")
 
     def close(self) -> None:
         pass
 
 
-def _studio(tmp_path, one_heavy_model: bool, director_kind: str = "transformers") -> tuple[Studio, list[str]]:
-    config = Config(gpu={"one_heavy_model": one_heavy_model}, director={"kind": director_kind})
+def _studio(tmp_path, one_heavy_model: bool, director_kind: str = "transformers",
+            sleep_mode: bool = False) -> tuple[Studio, list[str]]:
+    config = Config(gpu={"one_heavy_model": one_heavy_model}, director={"kind": director_kind, "sleep_mode": sleep_mode})
     studio = Studio(config, tmp_path)
     events: list[str] = []
     studio._director, studio._painter = Heavy("director", events), Heavy("painter", events)
@@ -46,10 +47,10 @@ def test_the_lowvram_profile_keeps_one_heavy_model_and_the_default_both():
 def test_each_getter_parks_the_other_and_unparks_its_own(tmp_path):
     studio, events = _studio(tmp_path, one_heavy_model=True)
     assert studio._get_painter() is studio._painter
-    assert events == ["park director", "unpark painter"]
+    assert events == ["sleep director", "wake painter"]
     events.clear()
     assert studio._get_director() is studio._director
-    assert events == ["park painter", "unpark director"]
+    assert events == ["sleep painter", "wake director"]
 
 
 def test_without_the_flag_nothing_is_parked(tmp_path):
@@ -67,6 +68,13 @@ def test_an_openai_director_parks_nothing(tmp_path):
     assert events == []
 
 
+def test_an_openai_director_with_sleep_mode_takes_turns_with_the_painter(tmp_path):
+    # a vLLM server on the same GPU frees its memory when asleep (and needs it back when awake)
+    studio, events = _studio(tmp_path, one_heavy_model=True, director_kind="openai", sleep_mode=True)
+    studio._get_painter()
+    assert events == ["sleep director", "wake painter"]
+
+
 def test_the_painter_is_parked_before_a_director_loads(tmp_path, monkeypatch):
     studio, events = _studio(tmp_path, one_heavy_model=True)
     studio._director = None
@@ -74,7 +82,7 @@ def test_the_painter_is_parked_before_a_director_loads(tmp_path, monkeypatch):
     monkeypatch.setattr(studio_module, "make_director",
                         lambda config, log_path: events.append("load director") or Heavy("director", events))
     studio._get_director()
-    assert events == ["park painter", "load director"]
+    assert events == ["sleep painter", "load director"]
 
 
 # --- a real tiny run ---------------------------------------------------------------------------------------
@@ -86,7 +94,7 @@ def _outputs(run: RunFolder) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def parked(tiny_all, tmp_path_factory):
-    """A tiny run with gpu.one_heavy_model=true. The real park/unpark are wrapped to count calls, and every
+    """A tiny run with gpu.one_heavy_model=true. The real sleep/wake are wrapped to count calls, and every
     director completion and painter call checks that it runs unparked while the other is parked."""
     from animagent.backends.director_transformers import TransformersDirector
     from animagent.backends.painter_sdxl import SDXLPainter
@@ -98,21 +106,21 @@ def parked(tiny_all, tmp_path_factory):
         return [b for b in live[kind] if hasattr(b, "_pipe" if kind == "painter" else "model")]
 
     def record(cls, kind: str):
-        init, park, unpark = cls.__init__, cls.park, cls.unpark
+        init, sleep, wake = cls.__init__, cls.sleep, cls.wake
 
         def init_spy(self, *args, **kwargs):
             init(self, *args, **kwargs)
             live[kind].append(self)
 
         def park_spy(self):
-            calls.append(f"park {kind}")
-            park(self)
+            calls.append(f"sleep {kind}")
+            sleep(self)
 
         def unpark_spy(self):
-            calls.append(f"unpark {kind}")
-            unpark(self)
+            calls.append(f"wake {kind}")
+            wake(self)
 
-        return {"__init__": init_spy, "park": park_spy, "unpark": unpark_spy}
+        return {"__init__": init_spy, "sleep": park_spy, "wake": unpark_spy}
 
     complete, paint = TransformersDirector._complete, SDXLPainter._paint
 
@@ -139,7 +147,7 @@ def parked(tiny_all, tmp_path_factory):
 def test_a_tiny_run_parks_and_unparks_and_finishes(parked):
     run, calls = parked
     assert run.exists("film.mp4")
-    for call in ("park painter", "unpark painter", "park director", "unpark director"):
+    for call in ("sleep painter", "wake painter", "sleep director", "wake director"):
         assert call in calls
 
 

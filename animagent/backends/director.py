@@ -88,8 +88,7 @@ def constrained_schema(model: type[BaseModel], max_field_chars: int) -> dict[str
 
 
 class Director:
-    """Base class of the director kinds. Subclasses implement `_complete` (and may override sleep/wake and
-    park/unpark)."""
+    """Base class of the director kinds. Subclasses implement `_complete` (and may override sleep/wake)."""
 
     kind = "base"
 
@@ -149,17 +148,11 @@ class Director:
         raise NotImplementedError
 
     def sleep(self) -> None:
-        """Release accelerator memory between director phases (no-op unless the kind supports it)."""
+        """Give the GPU back so the painter can have it (`gpu.one_heavy_model`): the weights wait in CPU memory
+        (in-process kinds) or the server sleeps (openai kind with `sleep_mode`). A no-op unless the kind can."""
 
     def wake(self) -> None:
-        """Undo `sleep`."""
-
-    def park(self) -> None:
-        """Move the model from the GPU to CPU memory so the painter can have the GPU (`gpu.one_heavy_model`).
-        A no-op here: the openai kind's model lives in another process, which manages its own memory."""
-
-    def unpark(self) -> None:
-        """Undo `park`: the model back on its device before the next question. A no-op where `park` is one."""
+        """Undo `sleep`: the model back on its device before the next question."""
 
     def close(self) -> None:
         """Free the model or connection."""

@@ -121,6 +121,7 @@ class OpenAIDirector(Director):
         self.client = httpx.Client(headers={"Authorization": f"Bearer {key}"} if key else {}, trust_env=False)
         self.clock = clock
         self.pause = sleep
+        self._asleep = False
 
     def _complete(self, messages: list[Message], schema: dict[str, Any], seed: int) -> Reply:
         url = f"{self.url}/chat/completions"
@@ -151,12 +152,14 @@ class OpenAIDirector(Director):
         return Reply(choice.message.content or "", choice.finish_reason)
 
     def sleep(self) -> None:
-        if self.config.sleep_mode:
+        if self.config.sleep_mode and not self._asleep:
             self._post(f"{self.server_root}/sleep?level=1", None)
+            self._asleep = True
 
     def wake(self) -> None:
-        if self.config.sleep_mode:
+        if self.config.sleep_mode and self._asleep:
             self._post(f"{self.server_root}/wake_up", None)
+            self._asleep = False
 
     def close(self) -> None:
         self.client.close()

@@ -114,7 +114,7 @@ class TransformersDirector(Director):
                   len(new), finish, seconds)
         return Reply(self.tokenizer.decode(new, skip_special_tokens=True), finish)
 
-    def park(self) -> None:
+    def sleep(self) -> None:
         """The weights to CPU memory and the GPU's cached blocks freed, so the painter fits (lowvram)."""
         if self._parked:
             return
@@ -124,7 +124,7 @@ class TransformersDirector(Director):
         self._parked = True
         log.info("director parked in CPU memory in %.2f s", time.perf_counter() - started)
 
-    def unpark(self) -> None:
+    def wake(self) -> None:
         """The weights back on the device; `_complete` sends its inputs to `self.model.device`, so it follows."""
         if not self._parked:
             return

@@ -73,25 +73,19 @@ class VLLMDirector(Director):
         return Reply(completion.text, completion.finish_reason)
 
     def sleep(self) -> None:
-        self.llm.sleep(level=1)
-
-    def wake(self) -> None:
-        self.llm.wake_up()
-
-    def park(self) -> None:
         """vLLM's own sleep mode (enabled in `engine_args`): the weights wait in CPU memory."""
         if self._parked:
             return
         started = time.perf_counter()
-        self.sleep()
+        self.llm.sleep(level=1)
         self._parked = True
         log.info("director (vllm) asleep in %.2f s", time.perf_counter() - started)
 
-    def unpark(self) -> None:
+    def wake(self) -> None:
         if not self._parked:
             return
         started = time.perf_counter()
-        self.wake()
+        self.llm.wake_up()
         self._parked = False
         log.info("director (vllm) awake in %.2f s", time.perf_counter() - started)
 

@@ -7,7 +7,7 @@ each gated by a mask built from its box and with its own scale; adapter 1 takes 
 InstantStyle's per-layer scales (the style block only), so the place lends its palette, texture and light without
 laying its empty composition over the characters. `sketch` draws from text alone; `draw` adds references; both
 draw one candidate per seed in one batched call. `repair` inpaints one masked region with one reference.
-Adapter scales are restored after every call, so no call leaks state into the next. `park` / `unpark` move the
+Adapter scales are restored after every call, so no call leaks state into the next. `sleep` / `wake` move the
 pipelines to CPU memory and back while the director has the GPU (`gpu.one_heavy_model`).
 Heavy imports (torch, diffusers) happen when the module is imported; `animagent` never imports it eagerly.
 """
@@ -152,7 +152,7 @@ class SDXLPainter:
             )
         return Image.composite(painted, image.convert("RGB"), region)
 
-    def park(self) -> None:
+    def sleep(self) -> None:
         """Every module to CPU memory and the GPU's cached blocks freed, so the director fits (lowvram). The
         inpainting pipeline shares these modules, so it moves with them."""
         if self._parked or self._offloaded:
@@ -163,7 +163,7 @@ class SDXLPainter:
         self._parked = True
         log.info("painter parked in CPU memory in %.2f s", time.perf_counter() - started)
 
-    def unpark(self) -> None:
+    def wake(self) -> None:
         if not self._parked:
             return
         started = time.perf_counter()
