@@ -102,6 +102,15 @@ def free_memory() -> None:
         torch.cuda.empty_cache()
 
 
+def cpu_offload(pipe, device: str) -> bool:
+    """The OOM ladder's first rung for a diffusers pipeline: each model on the GPU only while it runs (CUDA
+    only; on the CPU there is nothing to free). Returns whether offload is now on."""
+    if device != "cuda":
+        return False
+    pipe.enable_model_cpu_offload()
+    return True
+
+
 class OomLadder:
     """Retries a call that ran out of GPU memory, applying the next rung of a ladder before each retry.
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -144,3 +145,33 @@ def consecutive_similarity(features: np.ndarray) -> np.ndarray:
     """(N-1,) cos(f_i, f_{i+1}) of consecutive rows: Anim-Director's image-image similarity of scene images."""
     f = normalize(features)
     return np.clip(np.sum(f[1:] * f[:-1], axis=1), -1.0, 1.0)
+
+
+@dataclass(frozen=True)
+class ClipMeasures:
+    """One clip's VBench consistencies, motion and largest change z-score; used to choose clips and by eval."""
+
+    subject_consistency: float
+    background_consistency: float
+    motion: float
+    max_change_z: float
+
+    @property
+    def spike(self) -> bool:
+        return self.max_change_z > SPIKE_Z
+
+    @property
+    def still(self) -> bool:
+        return self.motion < STILL_MOTION
+
+
+def clip_measures(
+    frames: Sequence[np.ndarray], subject_features: np.ndarray, background_features: np.ndarray
+) -> ClipMeasures:
+    """`frames` (H, W, 3 uint8) with their subject (DINOv2) and background (CLIP) features, one row per frame."""
+    return ClipMeasures(
+        subject_consistency=temporal_consistency(subject_features),
+        background_consistency=temporal_consistency(background_features),
+        motion=motion_magnitude(frames),
+        max_change_z=float(np.max(change_zscores(frames))),
+    )

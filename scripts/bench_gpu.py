@@ -71,10 +71,8 @@ def sync() -> None:
 
 
 def reset_peak() -> None:
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats()
+    gpu.free_memory()
+    gpu.reset_peak_memory()
 
 
 def peak() -> dict[str, float]:
@@ -365,7 +363,7 @@ def run_film(b: Bench, profile: str, label: str) -> dict[str, Any]:
             "wall_s": round(seconds, 2), "load_s": round(loads, 2), "kernel_s": round(activity.kernel_s, 2),
             "copy_s": round(activity.copy_s, 2), "kernels": activity.kernels,
             "outside_kernels_s": round(seconds - loads - activity.kernel_s, 2), **peak(),
-            "calls": {kind: b.recorder.calls(kind, mark) for kind in CALLS if b.recorder.calls(kind, mark)},
+            "calls": {kind: calls for kind in CALLS if (calls := b.recorder.calls(kind, mark))},
         }
         log.info("%s %s: %s", label, name, {k: v for k, v in stages[name].items() if k != "calls"})
         return value
@@ -376,16 +374,11 @@ def run_film(b: Bench, profile: str, label: str) -> dict[str, Any]:
         studio._release_segmenter()
         return keyframes
 
-    def animate() -> Any:
-        clips = studio.animate(b.script, keyframes)
-        studio._release_animator()
-        return clips
-
     with studio.run_folder.lock():
         try:
             sheets = stage("cast", lambda: studio.cast(b.script))
             keyframes = stage("draw", draw)
-            clips = stage("animate", animate)
+            clips = stage("animate", lambda: studio.animate(b.script, keyframes))  # it releases the animator
             stage("assemble", lambda: studio.assemble(b.script, keyframes, clips))
         finally:
             studio.close()

@@ -162,6 +162,7 @@ def director(folder, tiny_model, tmp_path_factory):
     config = load_config("tiny", overrides=[
         f"weights.root={tiny_model.root}", "director.weights=qwen3_vl_8b", "director.box_convention=qwen3",
         "director.max_new_tokens=512", "director.temperature=0.7",
+        "director.max_attempts=1",  # the first reply must be valid: a retry would hide a grammar fault
     ])
     assert config.director.weights == NAME and config.director.box_convention == "qwen3"
     d = TransformersDirector(config, tmp_path_factory.mktemp("run") / "logs" / "director.jsonl")

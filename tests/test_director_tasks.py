@@ -31,7 +31,8 @@ def director(tiny_model, tmp_path_factory):
 
     tiny_model("qwen2_5_vl_7b")
     config = Config(device="cpu", dtype="float32", weights=WeightsConfig(flavor="tiny", root=str(tiny_model.root)),
-                    director=DirectorConfig(max_field_chars=16, max_new_tokens=512, temperature=1.0))
+                    director=DirectorConfig(max_field_chars=16, max_new_tokens=512, temperature=1.0,
+                                             max_attempts=1))  # a retry would hide a grammar fault
     d = TransformersDirector(config, tmp_path_factory.mktemp("run") / "logs" / "director.jsonl")
     yield d
     d.close()

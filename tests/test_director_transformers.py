@@ -61,7 +61,8 @@ def fixed_prompts(monkeypatch):
 def _config(root: Path, **director) -> Config:
     return Config(
         device="cpu", dtype="float32", weights=WeightsConfig(flavor="tiny", root=str(root)),
-        director=DirectorConfig(**{"max_field_chars": 16, "max_new_tokens": 512, "temperature": 0.7, **director}),
+        director=DirectorConfig(**{"max_field_chars": 16, "max_new_tokens": 512, "temperature": 0.7,
+                                   "max_attempts": 1, **director}),  # a retry would hide a grammar fault
     )
 
 

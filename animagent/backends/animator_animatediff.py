@@ -13,13 +13,11 @@ Heavy imports (torch, diffusers) happen when the module is imported; `animagent`
 
 from __future__ import annotations
 
-import gc
 import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from diffusers import AnimateDiffSDXLPipeline, AutoencoderKL, DDIMScheduler, MotionAdapter
 from PIL import Image, ImageOps
 
@@ -107,6 +105,4 @@ class AnimateDiffAnimator:
 
     def close(self) -> None:
         del self._pipe
-        gc.collect()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        gpu.free_memory()

@@ -8,7 +8,6 @@ Heavy imports (torch, diffusers) happen when the module is imported; `animagent`
 
 from __future__ import annotations
 
-import gc
 import logging
 import time
 from dataclasses import dataclass
@@ -50,13 +49,13 @@ MOTION_TABLE: dict[Motion, MotionParams] = {
 class SVDAnimator:
     def __init__(self, config: Config, weights_root: Path):
         self._config = config
+        self._device = gpu.device(config)
         started = time.perf_counter()
         self._pipe = StableVideoDiffusionPipeline.from_pretrained(
             model_dir(weights_root, config.animator.model, config.weights.flavor), variant="fp16",
             dtype=gpu.dtype(config), use_safetensors=True, local_files_only=True,
-        ).to(gpu.device(config))
+        ).to(self._device)
         self._pipe.set_progress_bar_config(disable=True)
-        self._device = gpu.device(config)
         self.ladder = gpu.OomLadder(
             "animator", "free the GPU or use --profile lowvram (or --set gpu.allow_degrade=true)"
         )
@@ -75,10 +74,6 @@ class SVDAnimator:
         started = time.perf_counter()
         keyframe = ImageOps.fit(image.convert("RGB"), size, method=Image.Resampling.LANCZOS)
         frames = [animator.frames]
-
-        def offload() -> None:
-            if self._device == "cuda":
-                self._pipe.enable_model_cpu_offload()
 
         def fewer_frames() -> None:
             frames[0] = max(2, frames[0] // 2)
@@ -100,7 +95,8 @@ class SVDAnimator:
                 output_type="latent",
             ).frames
 
-        rungs = [("cpu offload", offload), ("forward chunking", self._pipe.unet.enable_forward_chunking)]
+        rungs = [("cpu offload", lambda: gpu.cpu_offload(self._pipe, self._device)),
+                 ("forward chunking", self._pipe.unet.enable_forward_chunking)]
         if self._config.gpu.allow_degrade:
             rungs.append(("half the frames", fewer_frames))
         latents = self.ladder.run("denoise", denoise, rungs)
@@ -132,6 +128,4 @@ class SVDAnimator:
 
     def close(self) -> None:
         del self._pipe
-        gc.collect()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        gpu.free_memory()

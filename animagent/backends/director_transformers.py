@@ -11,7 +11,6 @@ The retry loop, prompts, schema bounds and the raw-reply log are the base class'
 
 from __future__ import annotations
 
-import gc
 import json
 import logging
 import time
@@ -135,6 +134,4 @@ class TransformersDirector(Director):
 
     def close(self) -> None:
         del self.model
-        gc.collect()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        gpu.free_memory()

@@ -8,7 +8,6 @@ Without torchvision, `CLIPImageProcessor` is transformers' PIL implementation (s
 
 from __future__ import annotations
 
-import gc
 import logging
 from pathlib import Path
 
@@ -50,9 +49,7 @@ class ClipEmbedder:
 
     def close(self) -> None:
         del self.model
-        gc.collect()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        gpu.free_memory()
 
 
 def _unit(features: torch.Tensor) -> np.ndarray:

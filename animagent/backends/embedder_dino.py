@@ -9,7 +9,6 @@ imports it eagerly.
 
 from __future__ import annotations
 
-import gc
 import logging
 import time
 from pathlib import Path
@@ -54,6 +53,4 @@ class DinoEmbedder:
 
     def close(self) -> None:
         del self._model
-        gc.collect()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        gpu.free_memory()

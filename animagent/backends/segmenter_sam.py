@@ -8,7 +8,6 @@ back to the original image by the processor). It does not choose boxes (the dire
 
 from __future__ import annotations
 
-import gc
 import logging
 from pathlib import Path
 
@@ -48,6 +47,4 @@ class SamSegmenter:
 
     def close(self) -> None:
         del self.model
-        gc.collect()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        gpu.free_memory()

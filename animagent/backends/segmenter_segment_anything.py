@@ -10,7 +10,6 @@ checksum table, the guarded load and the mask call; it does not choose boxes.
 
 from __future__ import annotations
 
-import gc
 import logging
 from pathlib import Path
 
@@ -66,6 +65,4 @@ class SegmentAnythingSegmenter:
 
     def close(self) -> None:
         del self._predictor
-        gc.collect()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        gpu.free_memory()

@@ -36,15 +36,14 @@ from animagent.artifacts import (
     Keyframe,
     Motion,
     MotionChoice,
-    Pick,
     Script,
     Takes,
 )
 from animagent.backends.director import Director
 from animagent.config import Config
 from animagent.runfolder import RunFolder, derive_seed, step_key
-from animagent.stages import Progress
-from animagent.tasks import MotionDecision, pick_output
+from animagent.stages import Progress, ask_pick
+from animagent.tasks import MotionDecision
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -192,19 +191,14 @@ def choose_clips(
                       for i, (c, f) in enumerate(zip(candidates.clips, frames))]
             ranking = rank(scored)
             shown = ranking[: config.animator.top_k]
-            if len(shown) == 1:
-                pick = Pick(chosen=0, candidates=1, by="only candidate")
-            else:
-                reply = director().ask(
-                    "clip_pick",
-                    {"count": str(len(shown)), "last": str(len(shown) - 1), "frames": str(config.animator.frames_shown),
-                     "description": shot.description, "motion": candidates.motion},
-                    pick_output(len(shown)),
-                    images=[Image.fromarray(frames[i][t]) for i in shown
-                            for t in frame_indices(len(frames[i]), config.animator.frames_shown)],
-                    seed=seed,
-                )
-                pick = Pick(chosen=reply.choice, candidates=len(shown), by="director", reason=reply.reason.strip())
+            pick = ask_pick(
+                director, "clip_pick", len(shown),
+                {"frames": str(config.animator.frames_shown), "description": shot.description,
+                 "motion": candidates.motion},
+                [Image.fromarray(frames[i][t]) for i in shown
+                 for t in frame_indices(len(frames[i]), config.animator.frames_shown)],
+                seed,
+            )
             winner = candidates.clips[shown[pick.chosen]]
             run.write_model(review_rel, ClipReview(
                 shot=shot.id, motion=candidates.motion, candidates=tuple(scored), ranking=tuple(ranking),
@@ -230,14 +224,11 @@ def score_clip(
     from PIL import Image
 
     images: list[Image.Image] = [Image.fromarray(f) for f in frames]
-    magnitude = scoring.motion_magnitude(frames)
-    max_z = float(np.max(scoring.change_zscores(frames)))
+    m = scoring.clip_measures(frames, dino().images(images), embedder().images(images))
     return ClipCandidate(
-        index=index, video=clip.video, seed=clip.seed,
-        subject_consistency=scoring.temporal_consistency(dino().images(images)),
-        background_consistency=scoring.temporal_consistency(embedder().images(images)),
-        motion=magnitude, max_change_z=max_z, spike=max_z > scoring.SPIKE_Z,
-        moves=motion == "still" or magnitude >= scoring.STILL_MOTION,
+        index=index, video=clip.video, seed=clip.seed, subject_consistency=m.subject_consistency,
+        background_consistency=m.background_consistency, motion=m.motion, max_change_z=m.max_change_z,
+        spike=m.spike, moves=motion == "still" or not m.still,
     )
 
 

@@ -18,13 +18,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from animagent import castlib
-from animagent.artifacts import Candidates, Cast, Character, CharacterSheet, Pick, Script, Setting, SettingSheet
+from animagent.artifacts import Candidates, Cast, Character, CharacterSheet, Script, Setting, SettingSheet
 from animagent.backends.director import Director
 from animagent.config import Config
 from animagent.memory import SIDECAR, Item, Memory
 from animagent.runfolder import RunFolder, derive_seed, step_key
-from animagent.stages import Progress
-from animagent.tasks import pick_output
+from animagent.stages import Progress, ask_pick
 
 if TYPE_CHECKING:
     from animagent.backends.embedder import ClipEmbedder
@@ -147,14 +146,8 @@ def _pick(
     if run.done(step, key):
         return
     started = time.perf_counter()
-    if count == 1:
-        pick = Pick(chosen=0, candidates=1, by="only candidate")
-    else:
-        reply = director().ask(
-            "pick", {"count": str(count), "last": str(count - 1), "purpose": purpose}, pick_output(count),
-            images=[run.read_image(rel) for rel in candidates.images], seed=seed,
-        )
-        pick = Pick(chosen=reply.choice, candidates=count, by="director", reason=reply.reason.strip())
+    pick = ask_pick(director, "pick", count, {"purpose": purpose}, [run.read_image(rel) for rel in candidates.images],
+                    seed)
     chosen = candidates.images[pick.chosen]
     alternates = tuple(rel for i, rel in enumerate(candidates.images) if i != pick.chosen)
     common = {"image": chosen, "prompt": candidates.prompt, "seed": candidates.seeds[pick.chosen],

@@ -165,18 +165,12 @@ def _measure(
     for i, (keyframe, clip_artifact) in enumerate(zip(keyframes, clips)):
         frames = video.read_frames(run.path(clip_artifact.video))
         frame_images = [Image.fromarray(f) for f in frames]
-        motion = scoring.motion_magnitude(frames)
-        max_z = float(np.max(scoring.change_zscores(frames)))
-        flags: list[Flag] = []
-        if motion < scoring.STILL_MOTION:
-            flags.append("still")
-        if max_z > scoring.SPIKE_Z:
-            flags.append("spike")
+        m = scoring.clip_measures(frames, dino().images(frame_images), clip().images(frame_images))
+        flags: list[Flag] = [name for name, on in (("still", m.still), ("spike", m.spike)) if on]
         shots.append(ShotScore(
             shot=keyframe.shot, keyframe=keyframe.image, clip=clip_artifact.video, clip_t=float(clip_ts[i]),
-            subject_consistency=scoring.temporal_consistency(dino().images(frame_images)),
-            background_consistency=scoring.temporal_consistency(clip().images(frame_images)),
-            motion=motion, max_change_z=max_z, style_class=styles[i] if styles is not None else None,
+            subject_consistency=m.subject_consistency, background_consistency=m.background_consistency,
+            motion=m.motion, max_change_z=m.max_change_z, style_class=styles[i] if styles is not None else None,
             flags=tuple(flags),
         ))
         posters.append(frame_images[len(frame_images) // 2])
