@@ -92,17 +92,12 @@ _CORPUS = (
 )
 
 
-def build_qwen2_5_vl(folder: Path) -> None:
-    """Write the registry's files of `qwen2_5_vl_7b` into `folder` (tiny sizes, random weights)."""
-    import torch
-    from safetensors.torch import save_file
+def write_bpe_tokenizer(folder: Path, added_tokens: tuple[tuple[str, bool], ...]) -> dict[str, int]:
+    """tokenizer.json, vocab.json and merges.txt: Qwen2's pipeline (NFC, Qwen's split regex, byte level) around a
+    BPE learned on the corpus, then `added_tokens` ((content, special) pairs). Returns each added token's id."""
     from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
-    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
     from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
 
-    folder.mkdir(parents=True, exist_ok=True)
-
-    # Tokenizer: Qwen2's pipeline (NFC, Qwen's split regex, byte level) around a BPE learned on the corpus.
     pre_tokenizer = pre_tokenizers.Sequence([
         pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior="isolated", invert=False),
         pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=False, use_regex=False),
@@ -115,13 +110,25 @@ def build_qwen2_5_vl(folder: Path) -> None:
     tokenizer.normalizer = normalizers.NFC()
     tokenizer.pre_tokenizer = pre_tokenizer
     tokenizer.decoder = decoders.ByteLevel(add_prefix_space=False, trim_offsets=False, use_regex=False)
-    tokenizer.add_tokens([AddedToken(content, special=special, normalized=False) for content, special in ADDED_TOKENS])
-    ids = {content: len(vocab) + i for i, (content, _) in enumerate(ADDED_TOKENS)}
+    tokenizer.add_tokens([AddedToken(content, special=special, normalized=False) for content, special in added_tokens])
+    ids = {content: len(vocab) + i for i, (content, _) in enumerate(added_tokens)}
     (folder / "tokenizer.json").write_text(tokenizer.to_str(pretty=True), encoding="utf-8")
     (folder / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
     (folder / "merges.txt").write_text(
         "#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in pairs), encoding="utf-8"
     )
+    return ids
+
+
+def build_qwen2_5_vl(folder: Path) -> None:
+    """Write the registry's files of `qwen2_5_vl_7b` into `folder` (tiny sizes, random weights)."""
+    import torch
+    from safetensors.torch import save_file
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    folder.mkdir(parents=True, exist_ok=True)
+
+    ids = write_bpe_tokenizer(folder, ADDED_TOKENS)
     _write_json(folder / "tokenizer_config.json", {
         "add_prefix_space": False,
         "added_tokens_decoder": {

@@ -12,19 +12,10 @@ hand into the four shards plus `model.safetensors.index.json`. Tensor names are 
 from __future__ import annotations
 
 import json
-from collections import Counter
 from pathlib import Path
 
-from animagent.tiny.director import (
-    _CORPUS,
-    BPE_MERGES,
-    VOCAB_SIZE,
-    _write_json,
-    byte_alphabet,
-    learn_bpe,
-    vocab_with_merges,
-)
 from animagent.tiny.director import ADDED_TOKENS as QWEN2_ADDED_TOKENS
+from animagent.tiny.director import VOCAB_SIZE, _write_json, write_bpe_tokenizer
 
 # Captured from Qwen/Qwen3-VL-8B-Instruct (chat_template.json; the same string is in tokenizer_config.json).
 CHAT_TEMPLATE = (
@@ -212,32 +203,11 @@ def build_qwen3_vl(folder: Path) -> None:
     """Write the registry's files of `qwen3_vl_8b` into `folder` (tiny sizes, random weights)."""
     import torch
     from safetensors.torch import save_file
-    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
     from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
-    from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
 
     folder.mkdir(parents=True, exist_ok=True)
 
-    # Tokenizer: Qwen2's pipeline (NFC, Qwen's split regex, byte level) around a BPE learned on the corpus.
-    pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior="isolated", invert=False),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=False, use_regex=False),
-    ])
-    pairs = learn_bpe(
-        Counter(tuple(word) for line in _CORPUS for word, _ in pre_tokenizer.pre_tokenize_str(line)), BPE_MERGES
-    )
-    vocab = vocab_with_merges(byte_alphabet(), pairs)
-    tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=pairs))
-    tokenizer.normalizer = normalizers.NFC()
-    tokenizer.pre_tokenizer = pre_tokenizer
-    tokenizer.decoder = decoders.ByteLevel(add_prefix_space=False, trim_offsets=False, use_regex=False)
-    tokenizer.add_tokens([AddedToken(content, special=special, normalized=False) for content, special in ADDED_TOKENS])
-    ids = {content: len(vocab) + i for i, (content, _) in enumerate(ADDED_TOKENS)}
-    (folder / "tokenizer.json").write_text(tokenizer.to_str(pretty=True), encoding="utf-8")
-    (folder / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
-    (folder / "merges.txt").write_text(
-        "#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in pairs), encoding="utf-8"
-    )
+    ids = write_bpe_tokenizer(folder, ADDED_TOKENS)
     _write_json(folder / "tokenizer_config.json", {
         "add_bos_token": False, "add_prefix_space": False,
         "added_tokens_decoder": {
