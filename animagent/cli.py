@@ -38,7 +38,7 @@ err = Console(stderr=True)
 out = Console()
 log = logging.getLogger("animagent")
 
-ProfileOpt = typer.Option("default", "--profile", "-p", help="profile in configs/: tiny, default, lowvram")
+ProfileOpt = typer.Option("default", "--profile", "-p", help="profile in configs/: tiny, default, lowvram, fast")
 ConfigOpt = typer.Option(None, "--config", "-c", help="YAML file merged over the profile")
 SetOpt = typer.Option([], "--set", help="override a config key, e.g. --set painter.steps=20 (repeatable)")
 OutOpt = typer.Option(None, "--out", "-o", help="run folder (default runs/<story name>)")

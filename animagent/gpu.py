@@ -42,6 +42,19 @@ def device(config: Config) -> str:
     return name
 
 
+def check_compile(config: Config) -> None:
+    """Fail before minutes of work when `gpu.compile_animator` is on and torch cannot compile for a GPU here."""
+    if not (config.gpu.compile_animator and config.animator.kind == "svd"):
+        return
+    from torch.utils._triton import has_triton
+
+    if not has_triton():
+        raise MissingError(
+            "gpu.compile_animator needs a CUDA GPU and triton, which this torch does not have; "
+            "use --set gpu.compile_animator=false"
+        )
+
+
 def restore_threads() -> None:
     """Give the process back the CPU thread count it had before a run pinned it (the Python API's caller)."""
     global _threads_before

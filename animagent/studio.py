@@ -56,6 +56,7 @@ class Studio:
     def run(self) -> Film:
         with self.run_folder.lock():
             ensure_present(self.config)  # fail before minutes of work, naming the model and the fix
+            gpu.check_compile(self.config)
             try:
                 # 1. plan: the story becomes a validated script (director)
                 script = self.plan()

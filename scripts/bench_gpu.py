@@ -12,8 +12,9 @@ memory are real, pictures are noise). Phases (`--phases` picks some, run in the 
   director   TransformersDirector.ask with an image and a schema: time to first token, decode tokens/s
   lowvram    the lowvram profile on the same script: peak GPU memory per stage
   levers     the backends' own pipelines as shipped (one keyframe, a batch of candidates, one clip), then
-             levers applied from outside, cumulatively: self-attention QKV unfused vs fused (shipped), regional
-             torch.compile; a keyframe and a clip with them (compile time reported apart)
+             levers applied from outside, cumulatively: diffusers' IP-Adapter processor vs the painter's region
+             processor (shipped), regional torch.compile; a keyframe and a clip with them (compile time apart)
+  fast       the opt-in fast profile (fewer steps and candidates: not the default's quality) on the same script
 
 GPU time is the union of the kernels' busy intervals from CUPTI (torch.profiler, CUDA activity only); time
 outside model kernels = stage wall - model loading - kernel time. Writes <out>/summary.json after every phase
@@ -55,7 +56,7 @@ from animagent.weights import model_dir
 
 log = logging.getLogger("bench")
 
-PHASES = ("reference", "pipeline", "naive", "director", "lowvram", "levers")
+PHASES = ("reference", "pipeline", "naive", "director", "lowvram", "levers", "fast")
 GB = 1e9
 FIELD = 96  # characters of director free text with random weights (see Bench.config)
 CALLS = ("sketch", "draw", "repair", "animate", "director")  # the backend calls timed one by one
@@ -409,6 +410,10 @@ def phase_lowvram(b: Bench) -> dict[str, Any]:
     return run_film(b, "lowvram", "lowvram")
 
 
+def phase_fast(b: Bench) -> dict[str, Any]:
+    return run_film(b, "fast", "fast")
+
+
 def phase_naive(b: Bench) -> dict[str, Any]:
     """The film's generation work as a user would write it from the diffusers docs: plain pipelines, default
     settings (the SDXL base VAE, upcast to fp32 for decoding; SVD decodes all frames at once), fp16 eager, the
@@ -613,11 +618,11 @@ def phase_levers(b: Bench) -> dict[str, Any]:
     """Each lever applied from outside to the backend's own pipeline, cumulatively, timing the exact UNet call
     the pipeline makes (captured), then a whole keyframe / clip with every lever on."""
     import torch._dynamo
-    from diffusers.models.attention import BasicTransformerBlock, TemporalBasicTransformerBlock
-    from diffusers.models.attention_processor import AttnProcessor2_0
+    from diffusers.models.attention_processor import IPAdapterAttnProcessor2_0
 
-    from animagent.backends.animator_svd import MOTION_TABLE, SVDAnimator
-    from animagent.backends.painter_sdxl import Reference, SDXLPainter, fuse_self_attention
+    from animagent.backends import sdxl_attention
+    from animagent.backends.animator_svd import MOTION_TABLE, SVDAnimator, compile_transformer_blocks
+    from animagent.backends.painter_sdxl import Reference, SDXLPainter
 
     torch._dynamo.config.cache_size_limit = 64  # regional compilation specialises each block shape
     config = b.config("default")
@@ -629,11 +634,12 @@ def phase_levers(b: Bench) -> dict[str, Any]:
     shot = b.script.shots()[0]
     sheet = keyframe_image(b, (painter_cfg.width, painter_cfg.height))
     refs = [Reference(sheet, painter_cfg.character_scale, p.box) for p in shot.characters]
-    refs.append(Reference(sheet, painter_cfg.setting_scale, None))
     prompt = shot_prompt(b.script, shot)
+    style = Reference(sheet, painter_cfg.setting_scale, None)
 
     def keyframe(candidates: int = 1) -> object:
-        return painter.draw(prompt, refs, painter_cfg.width, painter_cfg.height, seeds=list(range(candidates)))
+        return painter.draw(prompt, refs, painter_cfg.width, painter_cfg.height, seeds=list(range(candidates)),
+                            style=style)
 
     unet = painter._pipe.unet
     capture = Capture(unet)
@@ -642,28 +648,46 @@ def phase_levers(b: Bench) -> dict[str, Any]:
     sdxl: dict[str, Any] = {"keyframe_s": round(statistics.median(wall(keyframe) for _ in range(3)), 3)}
     sdxl[f"keyframes_batch{batch}_s"] = round(statistics.median(wall(lambda: keyframe(batch)) for _ in range(2)), 3)
     log.info("levers sdxl, as the painter runs: %s", sdxl)
+    region_masks = capture.kwargs["cross_attention_kwargs"]["ip_adapter_masks"]
+    region_processors = dict(unet.attn_processors)
 
     def sdxl_step() -> object:
         with torch.no_grad():
             return unet(*capture.args, **capture.kwargs)
 
-    self_attention = [m for n, m in unet.named_modules() if n.endswith("attn1")]
+    def diffusers_processors() -> None:  # the IP-Adapter processor diffusers installs, over the same weights
+        processors = {}
+        for name, processor in region_processors.items():
+            if isinstance(processor, sdxl_attention.RegionIPAdapterProcessor):
+                plain = IPAdapterAttnProcessor2_0(processor.hidden_size, processor.cross_attention_dim,
+                                                  processor.num_tokens, processor.scale)
+                plain.to_k_ip, plain.to_v_ip = processor.to_k_ip, processor.to_v_ip
+                processor = plain
+            processors[name] = processor
+        unet.set_attn_processor(processors)
+        capture.kwargs["cross_attention_kwargs"] = {"ip_adapter_masks": region_masks.masks}
+
+    def region_processors_back() -> None:
+        unet.set_attn_processor(region_processors)
+        capture.kwargs["cross_attention_kwargs"] = {"ip_adapter_masks": region_masks}
+
     sdxl["steps_ms"] = measure_levers(sdxl_step, 10, [
-        ("unfused_self_attention", lambda: [m.set_processor(AttnProcessor2_0()) for m in self_attention]),
-        ("fused_self_attention (shipped)", lambda: fuse_self_attention(unet)),
+        ("diffusers_ip_adapter_processor", diffusers_processors),
+        ("region_ip_adapter_processor (shipped)", region_processors_back),
         ("compile_repeated_blocks", lambda: unet.compile_repeated_blocks(fullgraph=True, dynamic=False)),
     ], sdxl)
-    keyframe()  # the compiled blocks meet the whole pipeline once
-    sdxl["keyframe_compiled_s"] = round(statistics.median(wall(keyframe) for _ in range(3)), 3)
-    keyframe(batch)
-    sdxl[f"keyframes_batch{batch}_compiled_s"] = round(
-        statistics.median(wall(lambda: keyframe(batch)) for _ in range(2)), 3)
+    if "compile_repeated_blocks" in sdxl["steps_ms"]:
+        keyframe()  # the compiled blocks meet the whole pipeline once
+        sdxl["keyframe_compiled_s"] = round(statistics.median(wall(keyframe) for _ in range(3)), 3)
+        keyframe(batch)
+        sdxl[f"keyframes_batch{batch}_compiled_s"] = round(
+            statistics.median(wall(lambda: keyframe(batch)) for _ in range(2)), 3)
     painter.close()
     result["sdxl"] = sdxl
     log.info("levers sdxl: %s", sdxl)
 
     # SVD clip
-    animator = SVDAnimator(config, b.root)
+    animator = SVDAnimator(b.config("default", "gpu.compile_animator=false"), b.root)  # compiled below, as a lever
     image = keyframe_image(b, (painter_cfg.width, painter_cfg.height))
     motion = MOTION_TABLE["moderate"]
     unet = animator._pipe.unet
@@ -684,17 +708,10 @@ def phase_levers(b: Bench) -> dict[str, Any]:
             svd[f"decode_chunk{chunk}_ms"] = time_gpu(
                 lambda chunk=chunk: animator._pipe.decode_latents(latents, frames, chunk), 2)
 
-    blocks = (BasicTransformerBlock, TemporalBasicTransformerBlock)  # the res blocks' many shapes cost minutes
-
-    def compile_blocks() -> None:
-        for module in unet.modules():
-            if isinstance(module, blocks):
-                module.compile(fullgraph=True, dynamic=False)
-
     svd["clip_s"] = round(wall(lambda: animator.animate(image, motion, seed=1)), 3)
     svd["steps_ms"] = measure_levers(svd_step, 3, [
         ("eager", lambda: None),
-        ("compile_transformer_blocks", compile_blocks),
+        ("compile_transformer_blocks (shipped)", lambda: compile_transformer_blocks(unet)),
     ], svd)
     animator.animate(image, motion, seed=1)  # the compiled blocks meet the whole pipeline once
     svd["clip_compiled_s"] = round(wall(lambda: animator.animate(image, motion, seed=1)), 3)
@@ -762,6 +779,10 @@ def derive(summary: dict[str, Any]) -> dict[str, Any]:
     if "wall_s" in naive and "film_s" in out:
         out["naive_s"] = naive["wall_s"]
         out["film_speedup"] = round(naive["wall_s"] / out["film_s"], 2)
+    if "wall_s" in summary.get("fast", {}):
+        out["fast_film_s"] = summary["fast"]["wall_s"]  # fewer steps and candidates: not the default's quality
+        if "wall_s" in naive:
+            out["fast_speedup_vs_default_naive"] = round(naive["wall_s"] / out["fast_film_s"], 2)
     if "peak_reserved_gb" in summary.get("lowvram", {}):
         out["lowvram_peak_gb"] = summary["lowvram"]["peak_reserved_gb"]
     checks = {
@@ -837,7 +858,7 @@ def main() -> None:
         phase_seconds={},
     )
     runners = {"reference": phase_reference, "pipeline": phase_pipeline, "naive": phase_naive,
-               "director": phase_director, "lowvram": phase_lowvram, "levers": phase_levers}
+               "director": phase_director, "lowvram": phase_lowvram, "levers": phase_levers, "fast": phase_fast}
     for phase in phases:  # in the order given
         log.info("phase %s", phase)
         began = time.perf_counter()

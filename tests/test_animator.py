@@ -63,3 +63,28 @@ def test_motion_params_change_the_clip(animator) -> None:
     assert np.array_equal(_stack(animator.animate(keyframe, MOTION_TABLE["still"], seed=2)), still)
     assert not np.array_equal(_stack(animator.animate(keyframe, MOTION_TABLE["intense"], seed=2)), still)
     assert not np.array_equal(_stack(animator.animate(keyframe, MOTION_TABLE["still"], seed=3)), still)
+
+
+def test_compile_transformer_blocks_compiles_every_transformer_block_and_nothing_else(tiny_model) -> None:
+    from diffusers import UNetSpatioTemporalConditionModel
+    from diffusers.models.attention import BasicTransformerBlock, TemporalBasicTransformerBlock
+
+    from animagent.backends.animator_svd import compile_transformer_blocks
+
+    unet = UNetSpatioTemporalConditionModel.from_pretrained(tiny_model("svd_xt") / "unet", variant="fp16")
+    blocks = [m for m in unet.modules() if isinstance(m, (BasicTransformerBlock, TemporalBasicTransformerBlock))]
+    compile_transformer_blocks(unet)  # wraps only: compilation happens on the first call
+    compiled = [m for m in unet.modules() if m._compiled_call_impl is not None]
+    assert {type(m) for m in blocks} == {BasicTransformerBlock, TemporalBasicTransformerBlock}
+    assert compiled == blocks
+
+
+def test_compiling_the_animator_without_triton_fails_before_any_work(tiny_all, tmp_path) -> None:
+    from animagent.errors import MissingError
+    from animagent.runfolder import RunFolder
+    from animagent.studio import make_film
+
+    with pytest.raises(MissingError, match="gpu.compile_animator=false"):
+        make_film(None, profile="tiny", out=tmp_path, script="tests/data/two_shots.json",
+                  overrides=[f"weights.root={tiny_all}", "gpu.compile_animator=true"])
+    assert list(RunFolder(tmp_path).manifest.steps) == ["plan"]  # the given script, nothing rendered

@@ -7,7 +7,7 @@ from animagent.errors import InputError
 
 
 def test_profiles_load_and_validate():
-    assert {"tiny", "default", "lowvram"} <= set(profile_names())
+    assert {"tiny", "default", "lowvram", "fast"} <= set(profile_names())
     for name in profile_names():
         assert load_config(name).profile == name
     assert load_config("tiny").weights.flavor == "tiny"

@@ -14,7 +14,7 @@ def test_the_image_bound_is_the_one_vllm_reserves_for():
     assert MAX_DIRECTOR_IMAGES == MAX_IMAGES_PER_PROMPT
 
 
-@pytest.mark.parametrize("profile", ["tiny", "default", "lowvram"])
+@pytest.mark.parametrize("profile", ["tiny", "default", "lowvram", "fast"])
 def test_every_profile_has_candidates_and_a_repair_round(profile):
     config = load_config(profile)
     assert config.cast.candidates > 1 and config.draw.candidates > 1 and config.animator.candidates > 1

