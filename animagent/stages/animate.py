@@ -7,7 +7,9 @@ animator renders):
      motion class (task `motion`; the script's planned motion is its hint). The animator's one table maps the
      class to its settings: SVD's MOTION_TABLE (motion_bucket_id, noise_aug_strength, fps) or AnimateDiff's
      (a motion phrase for the prompt, fps).
-  2. `render` (animator, step `animate/<shot>`): one clip per seed, seeds from (run seed, shot, candidate, take).
+  2. `render` (animator, step `animate/<shot>`): one clip per seed, seeds from (run seed, shot, candidate, take);
+     each clip is encoded on one worker thread while the next renders, and the step is recorded once all are
+     written.
   3. `choose_clips` (CLIP, DINOv2, director, step `choose/<shot>`): each candidate is scored with scoring.py's
      formulas — VBench subject consistency on DINOv2 frame features and background consistency on CLIP frame
      features, motion magnitude, and the largest frame-change z-score (a spike above scoring.SPIKE_Z is a
@@ -23,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -128,30 +131,42 @@ def render(
             crf=config.assemble.crf, preset=config.assemble.preset, models=models,
         )
         if not run.done(step, key):
-            from animagent import video
-
             started = time.perf_counter()
             image = run.read_image(keyframe.image)
             clips, ladder = [], []
-            for i, seed in enumerate(seeds):
-                params = motion_table(config.animator.kind)[motion.motion]
-                if config.animator.kind == "svd":
-                    frames = animator().animate(image, params, seed)
-                else:
-                    frames = animator().animate(image, keyframe.prompt, params, seed)
-                ladder += [f"candidate {i}: {rung}" for rung in animator().take_ladder()]
-                rel = f"{folder}/{i}.mp4"
-                with run.writing(rel) as tmp:
-                    video.write_video([np.asarray(f.convert("RGB")) for f in frames], tmp,
-                                      fps=motion.parameters["fps"], crf=config.assemble.crf,
-                                      preset=config.assemble.preset)
-                clips.append(Clip(shot=shot.id, video=rel, frames=len(frames), fps=motion.parameters["fps"],
-                                  seed=seed))
+            # Candidate i is encoded on the CPU while candidate i + 1 renders: PyAV releases the GIL while
+            # x264 and swscale work. Waiting for the previous encode before handing over the next keeps at
+            # most two candidates' frames in memory.
+            with ThreadPoolExecutor(max_workers=1) as encoder:
+                encoding = None
+                for i, seed in enumerate(seeds):
+                    params = motion_table(config.animator.kind)[motion.motion]
+                    if config.animator.kind == "svd":
+                        frames = animator().animate(image, params, seed)
+                    else:
+                        frames = animator().animate(image, keyframe.prompt, params, seed)
+                    ladder += [f"candidate {i}: {rung}" for rung in animator().take_ladder()]
+                    rel = f"{folder}/{i}.mp4"
+                    if encoding is not None:
+                        encoding.result()
+                    encoding = encoder.submit(write_clip, run, rel, frames, motion.parameters["fps"], config)
+                    clips.append(Clip(shot=shot.id, video=rel, frames=len(frames), fps=motion.parameters["fps"],
+                                      seed=seed))
+                encoding.result()  # every clip is in place before the step can be recorded
             run.write_model(json_rel, ClipCandidates(shot=shot.id, motion=motion.motion, clips=tuple(clips)))
             run.record(step, key, [*(c.video for c in clips), json_rel], time.perf_counter() - started, notes=ladder)
         rendered.append(run.read_model(json_rel, ClipCandidates))
     progress("animate", len(keyframes), len(keyframes))
     return rendered
+
+
+def write_clip(run: RunFolder, rel: str, frames: list[Image.Image], fps: int, config: Config) -> None:
+    """Encode one candidate's frames to `rel` (atomically, like every run-folder write)."""
+    from animagent import video
+
+    with run.writing(rel) as tmp:
+        video.write_video([np.asarray(f.convert("RGB")) for f in frames], tmp, fps=fps, crf=config.assemble.crf,
+                          preset=config.assemble.preset)
 
 
 def choose_clips(
