@@ -391,7 +391,9 @@ def doctor(profile: str = ProfileOpt, dir_: Optional[Path] = DirOpt) -> None:
     def body() -> None:
         import importlib.util
 
+        from animagent import gpu
         from animagent.config import load_config, resolve_weights_root
+        from animagent.errors import MissingError
         from animagent.weights import fix_command, missing_files, model_dir, required_models, spec
 
         cfg = load_config(profile, overrides=[f"weights.root={dir_}"] if dir_ else [])
@@ -416,6 +418,11 @@ def doctor(profile: str = ProfileOpt, dir_: Optional[Path] = DirOpt) -> None:
         elif cfg.device in ("auto", "cuda") and profile != "tiny":
             problems += 1
             out.print("  [yellow]no gpu[/yellow]   torch sees no CUDA GPU; only the tiny profile is practical here")
+        try:
+            gpu.check_compile(cfg)
+        except MissingError as exc:
+            problems += 1
+            out.print(f"  [red]missing[/red]  triton   {exc}")
         if cfg.director.kind == "vllm" and importlib.util.find_spec("vllm") is None:
             problems += 1
             out.print("  [red]missing[/red]  vllm  fix: pip install 'animagent[vllm]'")

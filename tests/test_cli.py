@@ -107,3 +107,9 @@ def test_a_script_with_more_characters_than_the_director_can_see(tmp_path, tiny_
     result = invoke("run", "--script", str(path), "--profile", "tiny", "--set", f"weights.root={tiny_all}",
                     "--out", str(tmp_path / "r"))
     assert result.exit_code == 2 and "s01_k2 places 8 characters" in result.output
+
+
+def test_doctor_names_the_compiler_the_default_profile_needs(empty_weights):
+    """default compiles the animator's blocks, which needs triton: this machine's CPU torch has none."""
+    result = invoke("doctor", "--profile", "default", "--dir", empty_weights)
+    assert result.exit_code == 4 and "--set gpu.compile_animator=false" in result.output.replace("\n", " ")
