@@ -187,7 +187,7 @@ class GpuConfig(_Section):
     )
     compile_animator: bool = Field(
         False,
-        description="torch.compile the SVD UNet's transformer blocks: -12 % per clip on an H200, about 15 s of "
+        description="torch.compile the SVD UNet's transformer blocks: -10 % per clip on an H200, about 19 s of "
         "compiling once per run (needs a CUDA GPU with triton)",
     )
 

@@ -751,7 +751,7 @@ def derive(summary: dict[str, Any]) -> dict[str, Any]:
         out["keyframe_s"] = levers["sdxl"]["keyframe_s"]  # one image, as the painter draws it
         out["keyframe_compiled_s"] = levers["sdxl"].get("keyframe_compiled_s")
     if "clip_s" in levers.get("svd", {}):
-        out["clip_s"] = levers["svd"]["clip_s"]  # one clip, as the animator renders it
+        out["clip_s"] = levers["svd"]["clip_s"]  # one clip, eager: the lever's baseline (shipped: clip_compiled_s)
         out["clip_compiled_s"] = levers["svd"].get("clip_compiled_s")
     if "stages" in film:
         draws = film["stages"]["draw"]["calls"].get("draw", [])

@@ -136,7 +136,7 @@ class SVDAnimator:
 def compile_transformer_blocks(unet) -> None:
     """Regional compilation: each spatial and temporal transformer block goes through torch.compile, the res
     blocks stay eager (their many shapes took minutes to compile). The blocks compile on the first clip (about
-    15 s for SVD-XT on an H200) and every later clip of the same size reuses them: 626 -> 552 ms per step."""
+    19 s for SVD-XT on an H200) and every later clip of the same size reuses them: 640 -> 556 ms per step."""
     import torch._dynamo
     from diffusers.models.attention import BasicTransformerBlock, TemporalBasicTransformerBlock
 
@@ -145,4 +145,4 @@ def compile_transformer_blocks(unet) -> None:
     for module in unet.modules():
         if isinstance(module, (BasicTransformerBlock, TemporalBasicTransformerBlock)):
             module.compile(fullgraph=True, dynamic=False)
-    log.info("the animator's transformer blocks compile on the first clip (about 15 s on an H200)")
+    log.info("the animator's transformer blocks compile on the first clip (about 19 s on an H200)")

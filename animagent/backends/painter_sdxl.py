@@ -102,10 +102,6 @@ class SDXLPainter:
         if not refs and style is None:
             return self.sketch(prompt, width, height, seeds)
         self._load_adapter()
-        masks = IPAdapterMaskProcessor().preprocess(
-            [_mask(ref.box, width, height) for ref in refs] or [_mask(None, width, height)], height=height, width=width
-        )
-        full = IPAdapterMaskProcessor().preprocess([_mask(None, width, height)], height=height, width=width)
         blank = Image.new("RGB", (width, height))
         characters = [ref.image.convert("RGB") for ref in refs] or [blank]
         scales = [[ref.scale for ref in refs] or [0.0], self._style_scale(style)]
@@ -113,10 +109,9 @@ class SDXLPainter:
             return self._paint(
                 self._pipe, prompt, width, height, seeds, prompt_2=prompt_2,
                 ip_adapter_image=[characters, style.image.convert("RGB") if style is not None else blank],
-                # one mask tensor per adapter, [1, images of that adapter, H, W], on the pipeline's device (CPU
-                # masks meant a host-device copy in every layer at every step: the H200 idled 9 of 11 s)
-                cross_attention_kwargs={"ip_adapter_masks": sdxl_attention.RegionMasks(
-                    [masks.transpose(0, 1).to(self._device), full.transpose(0, 1).to(self._device)])},
+                cross_attention_kwargs={
+                    "ip_adapter_masks": self._region_masks([[ref.box for ref in refs] or [None], [None]], width, height)
+                },
             )
 
     def repair(
@@ -141,15 +136,13 @@ class SDXLPainter:
             self._inpaint.set_progress_bar_config(disable=True)
         region = Image.fromarray(mask.astype(np.uint8) * 255)  # 2-D uint8: mode L
         blank = Image.new("RGB", image.size)
-        full = IPAdapterMaskProcessor().preprocess([_mask(None, *image.size)], height=image.height, width=image.width)
         with _adapter_scale(self._pipe, [[ref.scale], self._style_scale(style)]):
             (painted,) = self._paint(
                 self._inpaint, prompt, image.width, image.height, [seed], image=image.convert("RGB"),
                 mask_image=region, strength=strength,
                 ip_adapter_image=[[ref.image.convert("RGB")], style.image.convert("RGB") if style is not None else blank],
                 # per-image scales need per-adapter masks; whole-frame ones change nothing else
-                cross_attention_kwargs={"ip_adapter_masks": sdxl_attention.RegionMasks(
-                    [full.transpose(0, 1).to(self._device)] * 2)},
+                cross_attention_kwargs={"ip_adapter_masks": self._region_masks([[None], [None]], *image.size)},
             )
         return Image.composite(painted, image.convert("RGB"), region)
 
@@ -176,6 +169,17 @@ class SDXLPainter:
         del self._pipe
         self._inpaint = None
         gpu.free_memory()
+
+    def _region_masks(self, boxes: list[list[Box | None]], width: int, height: int) -> sdxl_attention.RegionMasks:
+        """Per adapter, one [1, images, H, W] mask tensor from each image's box (None: the whole frame), on the
+        pipeline's device: CPU masks meant a host-device copy in every layer at every step (the H200 idled 9 of a
+        keyframe's 11 s)."""
+        processor = IPAdapterMaskProcessor()
+        return sdxl_attention.RegionMasks([
+            processor.preprocess([_mask(box, width, height) for box in adapter], height=height, width=width)
+            .transpose(0, 1).to(self._device)
+            for adapter in boxes
+        ])
 
     def _style_scale(self, style: Reference | None) -> float | dict:
         """Adapter 1's scale: InstantStyle's style block at the reference's scale, every other layer at 0."""

@@ -91,7 +91,7 @@ def install(unet) -> None:
     weights, the region processor over the same weights. Call again after loading adapters: it resets them."""
     processors = {}
     for name, processor in unet.attn_processors.items():
-        if isinstance(processor, IPAdapterAttnProcessor2_0) and not isinstance(processor, RegionIPAdapterProcessor):
+        if isinstance(processor, IPAdapterAttnProcessor2_0):
             region = RegionIPAdapterProcessor(
                 processor.hidden_size, processor.cross_attention_dim, processor.num_tokens, processor.scale
             )

@@ -137,10 +137,10 @@ def render(
             # Candidate i is encoded on the CPU while candidate i + 1 renders: PyAV releases the GIL while
             # x264 and swscale work. Waiting for the previous encode before handing over the next keeps at
             # most two candidates' frames in memory.
+            params = motion_table(config.animator.kind)[motion.motion]
             with ThreadPoolExecutor(max_workers=1) as encoder:
                 encoding = None
                 for i, seed in enumerate(seeds):
-                    params = motion_table(config.animator.kind)[motion.motion]
                     if config.animator.kind == "svd":
                         frames = animator().animate(image, params, seed)
                     else:
