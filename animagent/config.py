@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from animagent.errors import InputError
 
@@ -61,7 +61,9 @@ class DirectorConfig(_Section):
         pattern=r"^https?://[^\s/]+",
         description="chat-completions server of the openai kind",
     )
-    api_key: str | None = Field(None, description="bearer token; default $ANIMAGENT_DIRECTOR_API_KEY")
+    api_key: SecretStr | None = Field(
+        None, description="bearer token; default $ANIMAGENT_DIRECTOR_API_KEY (never written to a run folder)"
+    )
     model: str | None = Field(None, description="served model name; default the weights' Hub repo id")
     timeout_s: float = Field(120.0, gt=0, le=3600, description="one request's timeout")
     deadline_s: float = Field(
@@ -253,6 +255,32 @@ def resolve_weights_root(explicit: str | Path | None = None) -> Path:
     return Path(explicit or os.environ.get("ANIMAGENT_WEIGHTS") or "weights").expanduser().resolve()
 
 
+# What config.yaml holds in place of a secret: that one was given, never the secret itself.
+SECRET_SET = "set"
+
+
+def recorded(config: Config) -> str:
+    """The text of a run folder's config.yaml: the resolved config, with the director's api_key replaced by
+    `set` (the key is given again at resume, by $ANIMAGENT_DIRECTOR_API_KEY) and the weights root made
+    absolute, so a resume from another directory loads the same weights."""
+    data = config.model_dump(mode="json")
+    data["director"]["api_key"] = SECRET_SET if config.director.api_key is not None else None
+    data["weights"]["root"] = str(config.weights_root())
+    return yaml.safe_dump(data, sort_keys=True)
+
+
+def read_recorded(text: str, origin: str) -> Config:
+    """The Config a config.yaml written by `recorded` holds; InputError (one line) for a hand-broken one."""
+    data = _read_yaml(text, origin)
+    director = data.get("director")
+    if isinstance(director, dict) and director.get("api_key") == SECRET_SET:
+        director["api_key"] = None  # the key itself comes from $ANIMAGENT_DIRECTOR_API_KEY
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise InputError(f"{origin} is not a valid config: {_first_error(exc)}") from None
+
+
 def profile_names() -> list[str]:
     return sorted(p.name[: -len(".yaml")] for p in resources.files("animagent.configs").iterdir()
                   if p.name.endswith(".yaml"))
@@ -271,8 +299,12 @@ def load_config(
     if config_file is not None:
         path = Path(config_file)
         if not path.is_file():
-            raise InputError(f"config file not found: {path}")
-        _merge(data, _read_yaml(path.read_text(encoding="utf-8"), str(path)))
+            raise InputError(f"config file not found: {path}" + (" (it is a directory)" if path.is_dir() else ""))
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise InputError(f"config file {path} is not UTF-8 text (byte {exc.start}); give a YAML file") from None
+        _merge(data, _read_yaml(text, str(path)))
     for item in overrides:
         _apply_override(data, item)
     data["profile"] = profile
@@ -288,7 +320,11 @@ def _read_yaml(text: str, origin: str) -> dict[str, Any]:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise InputError(f"{origin} is not valid YAML: {exc}") from None
+        # the problem and where, never the quoted text (a binary file's would fill the screen)
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or getattr(exc, "reason", None) or type(exc).__name__
+        raise InputError(f"{origin} is not valid YAML: {problem}{where}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -6,6 +6,7 @@ retry policy. Connection failures, timeouts, 429 and 5xx are retried with jitter
 `director.deadline_s` per request (each try bounded by `director.timeout_s`); any other status is not
 retried. Either way the run stops with one `DirectorUnavailableError` line. A 200 that is empty, refused or
 cut off is handed back as a `Reply`: judging and re-asking is the base class's job (backends/director.py).
+`check_reachable` is the one request made before a run's work, so a server that is down fails in seconds.
 It also owns vLLM's `/sleep` and `/wake_up` calls, made only when `director.sleep_mode` says the server has
 them. Starting the server is serve.py's job.
 """
@@ -86,6 +87,33 @@ def chat_messages(messages: list[Message], max_pixels: int) -> list[dict[str, An
     return out
 
 
+def auth_headers(director: DirectorConfig) -> dict[str, str]:
+    key = director.api_key.get_secret_value() if director.api_key else os.environ.get("ANIMAGENT_DIRECTOR_API_KEY")
+    return {"Authorization": f"Bearer {key}"} if key else {}
+
+
+CHECK_TIMEOUT_S = 10.0
+
+
+def check_reachable(director: DirectorConfig) -> None:
+    """One request before any work (GET /models): a server that cannot be reached (refused, unknown host, no
+    answer within 10 s) or that refuses the key is one DirectorUnavailableError now, not retries for minutes."""
+    url = f"{director.base_url.rstrip('/')}/models"
+    try:
+        response = httpx.get(url, headers=auth_headers(director), timeout=min(director.timeout_s, CHECK_TIMEOUT_S),
+                             trust_env=False)
+    except httpx.TransportError as exc:
+        raise DirectorUnavailableError(
+            f"the director server at {director.base_url} cannot be reached ({type(exc).__name__}: {exc}); start it "
+            "with `animagent director serve` or fix director.base_url"
+        ) from None
+    if response.status_code in (401, 403):
+        raise DirectorUnavailableError(
+            f"the director server at {director.base_url} refused the API key (HTTP {response.status_code}); set "
+            "$ANIMAGENT_DIRECTOR_API_KEY (or director.api_key) to the key it was started with"
+        )
+
+
 class _AssistantMessage(BaseModel):
     content: str | None = None
     refusal: str | None = None
@@ -116,9 +144,8 @@ class OpenAIDirector(Director):
         self.model = served_model_name(config.director)
         self.url = config.director.base_url.rstrip("/")
         self.server_root = self.url.removesuffix("/v1")
-        key = config.director.api_key or os.environ.get("ANIMAGENT_DIRECTOR_API_KEY")
         # trust_env=False: no proxy from the environment; the only socket is the configured director.
-        self.client = httpx.Client(headers={"Authorization": f"Bearer {key}"} if key else {}, trust_env=False)
+        self.client = httpx.Client(headers=auth_headers(config.director), trust_env=False)
         self.clock = clock
         self.pause = sleep
         self._asleep = False
@@ -191,7 +218,9 @@ class OpenAIDirector(Director):
                     f"{self.config.deadline_s:g} s (last failure: {failure}); start the server with "
                     "`animagent director serve` or check director.base_url"
                 )
-            log.warning("director request to %s failed (%s); retry %d in %.1f s", url, failure, retry + 1,
-                        delay)
+            # one warning line, not one per retry: the error line that may follow must not drown
+            (log.warning if retry == 0 else log.info)(
+                "director request to %s failed (%s); retrying for up to %g s", url, failure, self.config.deadline_s
+            )
             self.pause(delay)
             retry += 1
