@@ -32,7 +32,8 @@ os.umask(_UMASK)
 _FILE_MODE = 0o666 & ~_UMASK
 MANIFEST = "manifest.json"
 LOCK = ".lock"
-TMP_PREFIX = ".tmp-"
+# Temp files carry a name no user file has: the lock deletes strays by it, and deletes nothing else.
+TMP_PREFIX = ".animagent-tmp-"
 
 
 class StepRecord(BaseModel):
@@ -209,14 +210,20 @@ class RunFolder:
                 fh.write(mine)
             break
         for stray in self.stray_temp_files():  # left by a process killed mid-write; never a finished output
-            stray.unlink()
+            stray.unlink(missing_ok=True)
         try:
             yield
         finally:
             path.unlink(missing_ok=True)
 
+    def lock_holder(self) -> dict[str, Any] | None:
+        """The live process holding the writer lock ({"pid", "host", "started"}), or None when it is free."""
+        holder = _read_lock(self.root / LOCK)
+        return holder if holder is not None and _alive(holder) else None
+
     def stray_temp_files(self) -> list[Path]:
-        return sorted(self.root.rglob(f"{TMP_PREFIX}*"))
+        """This run's temp files under the run folder (symlinked folders are not followed: never another's)."""
+        return sorted(p for p in self.root.rglob(f"{TMP_PREFIX}*") if p.is_file() and not p.is_symlink())
 
 
 def _read_lock(path: Path) -> dict[str, Any] | None:

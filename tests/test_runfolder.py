@@ -77,3 +77,22 @@ def test_keys_and_seeds_are_stable_and_sensitive():
     assert derive_seed(0, "draw", "s01_k1") == derive_seed(0, "draw", "s01_k1")
     assert derive_seed(0, "draw", "s01_k1") != derive_seed(0, "draw", "s01_k2")
     assert derive_seed(0, "draw", "s01_k1") != derive_seed(1, "draw", "s01_k1")
+
+
+def test_lock_deletes_only_this_runs_temp_files(tmp_path):
+    """A stray of ours (killed mid-write) goes; a user's `.tmp-` file, or ours behind a symlink, stays."""
+    from animagent.runfolder import TMP_PREFIX
+
+    (tmp_path / "run" / "keyframes").mkdir(parents=True)
+    ours = tmp_path / "run" / "keyframes" / f"{TMP_PREFIX}abc.png"
+    ours.write_bytes(b"half")
+    users = tmp_path / "run" / ".tmp-notes.txt"
+    users.write_text("mine")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / f"{TMP_PREFIX}x.png").write_bytes(b"not this run's")
+    (tmp_path / "run" / "link").symlink_to(elsewhere)
+    with RunFolder(tmp_path / "run").lock():
+        pass
+    assert not ours.exists()
+    assert users.read_text() == "mine" and (elsewhere / f"{TMP_PREFIX}x.png").exists()
