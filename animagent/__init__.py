@@ -10,7 +10,7 @@ from animagent.errors import AnimagentError
 
 def make_film(story_path, profile="default", out=None, config_file=None, overrides=(), seed=None, script=None) -> Film:
     """Render `story_path` (or a given `script` json) into a film in the run folder `out`; returns the Film."""
-    from animagent.studio import make_film as _make_film
+    from animagent.runs import make_film as _make_film
 
     return _make_film(story_path, profile=profile, out=out, config_file=config_file, overrides=overrides,
                       seed=seed, script=script)

@@ -196,7 +196,8 @@ def run_vistory(
     dataset_dir: str | Path, out_dir: str | Path, profile: str = "default", overrides: list[str] | tuple[str, ...] = ()
 ) -> list[Path]:
     """Render every story in DATASET_DIR; returns each story's output folder in the evaluator's layout."""
-    from animagent.studio import Studio, prepare_run
+    from animagent.runs import prepare_run
+    from animagent.studio import Studio
 
     dataset_dir, out_dir = Path(dataset_dir).resolve(), Path(out_dir).resolve()
     config = load_config(profile, overrides=overrides)

@@ -143,7 +143,8 @@ def run(
 
     def body() -> None:
         from animagent.config import load_config
-        from animagent.studio import Studio, prepare_run
+        from animagent.runs import prepare_run
+        from animagent.studio import Studio
 
         cfg = load_config(profile, config, set_, seed)
         state["run"] = prepare_run(story, cfg, out_dir, script)
@@ -167,7 +168,8 @@ def plan_cmd(
 
     def body() -> None:
         from animagent.config import load_config
-        from animagent.studio import SCRIPT, Studio, prepare_run
+        from animagent.runs import prepare_run
+        from animagent.studio import SCRIPT, Studio
 
         cfg = load_config(profile, config, set_, seed)
         state["run"] = prepare_run(story, cfg, out_dir)
@@ -191,7 +193,7 @@ def resume(run_dir: Path = typer.Argument(..., help="run folder made by `animage
     """Finish RUN without redoing finished work."""
 
     def body() -> None:
-        from animagent.studio import resume as resume_run
+        from animagent.runs import resume as resume_run
 
         film = _render(lambda bars: resume_run(run_dir, bars), run_dir.resolve())
         out.print(str(Path(film.run_dir) / film.video))
@@ -208,7 +210,7 @@ def rerender(
     """Redo one shot with a fresh take and re-assemble the film."""
 
     def body() -> None:
-        from animagent.studio import rerender as rerender_run
+        from animagent.runs import rerender as rerender_run
 
         film = _render(lambda bars: rerender_run(run_dir, shot, start, bars), run_dir.resolve())
         out.print(str(Path(film.run_dir) / film.video))
@@ -221,7 +223,7 @@ def verify(run_dir: Path = typer.Argument(..., help="run folder")) -> None:
     """Re-hash every recorded output of RUN; exit 2 when something is missing or changed."""
 
     def body() -> None:
-        from animagent.studio import verify as verify_run
+        from animagent.runs import verify as verify_run
 
         problems = verify_run(run_dir)
         for p in problems:
@@ -240,7 +242,7 @@ def eval_cmd(run_dir: Path = typer.Argument(..., help="a finished run folder")) 
     """Score RUN (CLIP-T, identity, style and clip consistency): scorecard.json and report.html."""
 
     def body() -> None:
-        from animagent.studio import evaluate_run
+        from animagent.runs import evaluate_run
 
         report = _render(lambda bars: evaluate_run(run_dir, bars), run_dir.resolve())
         out.print(str(report))

@@ -82,7 +82,7 @@ def test_compile_transformer_blocks_compiles_every_transformer_block_and_nothing
 def test_compiling_the_animator_without_triton_fails_before_any_work(tiny_all, tmp_path) -> None:
     from animagent.errors import MissingError
     from animagent.runfolder import RunFolder
-    from animagent.studio import make_film
+    from animagent.runs import make_film
 
     with pytest.raises(MissingError, match="gpu.compile_animator=false"):
         make_film(None, profile="tiny", out=tmp_path, script="tests/data/two_shots.json",

@@ -16,7 +16,7 @@ from animagent import castlib
 from animagent.artifacts import Candidates, CharacterSheet, ClipReview, Keyframe, Script, Verdict
 from animagent.memory import MemoryFile
 from animagent.runfolder import RunFolder
-from animagent.studio import make_film
+from animagent.runs import make_film
 
 TWO_SHOTS = "tests/data/two_shots.json"
 SCRIPT = Script.model_validate_json(Path(TWO_SHOTS).read_text())
@@ -142,7 +142,8 @@ def test_the_cast_library_carries_a_character_into_the_next_run(forced, tiny_all
 
 def test_a_finished_run_loads_no_model_and_memory_is_read_only_when_needed(forced, monkeypatch):
     from animagent import memory
-    from animagent.studio import Studio, open_run
+    from animagent.runs import open_run
+    from animagent.studio import Studio
 
     run, _, _ = forced
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from animagent import studio
+from animagent import runs
 from animagent.runfolder import RunFolder
-from animagent.studio import make_film
+from animagent.runs import make_film
 
 SCRIPT = "tests/data/two_shots.json"
 
@@ -70,7 +70,7 @@ def test_kill_anywhere_then_resume_gives_the_same_film(fault, golden, tiny_all, 
     inodes = _inodes(out, finished)
 
     if (out / "config.yaml").exists():
-        studio.resume(out)
+        runs.resume(out)
     else:  # killed before the folder became a run: rerunning the same command starts it
         assert _run_cli(out, tiny_all).returncode == 0
 
@@ -91,7 +91,7 @@ def test_editing_one_shot_redoes_only_that_shot(golden, tmp_path):
     keep = [r for r in _outputs(golden) if "s01_k1" in r or r.startswith("cast/")]
     inodes = _inodes(run_dir, keep)
 
-    studio.resume(run_dir)
+    runs.resume(run_dir)
 
     new, old = _outputs(run_dir), _outputs(golden)
     assert _inodes(run_dir, keep) == inodes
@@ -104,7 +104,7 @@ def test_editing_one_shot_redoes_only_that_shot(golden, tmp_path):
 def test_rerender_one_shot_from_animate(golden, tmp_path):
     run_dir = tmp_path / "run"
     shutil.copytree(golden, run_dir)
-    studio.rerender(run_dir, "s01_k1", "animate")
+    runs.rerender(run_dir, "s01_k1", "animate")
     new, old = _outputs(run_dir), _outputs(golden)
     changed = {r for r in old if new[r] != old[r]}
     assert "clips/s01_k1.mp4" in changed and "film.mp4" in changed
@@ -117,11 +117,11 @@ def test_corrupt_output_is_found_by_verify_and_rebuilt_with_dependents(golden, t
     shutil.copytree(golden, run_dir)
     clip = run_dir / "clips" / "s01_k2.mp4"
     clip.write_bytes(clip.read_bytes()[: clip.stat().st_size // 2])  # truncated: PyAV could not open it
-    assert [(p.path, p.what) for p in studio.verify(run_dir)] == [("clips/s01_k2.mp4", "changed")]
+    assert [(p.path, p.what) for p in runs.verify(run_dir)] == [("clips/s01_k2.mp4", "changed")]
     keep = [r for r in _outputs(golden) if r.startswith(("cast/", "keyframes/")) or "s01_k1" in r]
     inodes = _inodes(run_dir, keep)
-    studio.resume(run_dir)
-    assert studio.verify(run_dir) == []
+    runs.resume(run_dir)
+    assert runs.verify(run_dir) == []
     assert _outputs(run_dir) == _outputs(golden)
     assert _inodes(run_dir, keep) == inodes
 
@@ -131,9 +131,9 @@ def test_disk_full_exits_5_leaves_nothing_half_written_and_resumes(golden, tiny_
     failed = _run_cli(out, tiny_all, fault="enospc@write:9")
     assert failed.returncode == 5, failed.stderr[-500:]
     assert "No space left" in failed.stderr and "Traceback" not in failed.stderr
-    assert studio.verify(out) == []
+    assert runs.verify(out) == []
     assert RunFolder(out).stray_temp_files() == []
-    studio.resume(out)
+    runs.resume(out)
     assert _outputs(out) == _outputs(golden)
 
 

@@ -11,7 +11,7 @@ from PIL import Image
 
 from animagent import video
 from animagent.artifacts import Script
-from animagent.studio import make_film
+from animagent.runs import make_film
 
 STORY = "examples/stories/lantern.txt"
 TWO_SHOTS = "tests/data/two_shots.json"

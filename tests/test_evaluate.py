@@ -45,7 +45,8 @@ EVAL = ("clip_vit_l", "dinov2_base", "sam_vit_h")
 def eval_run(run_dir: str | Path, weights_root: str | Path) -> Scorecard:
     """What `animagent eval RUN` does: reopen the run, take its finished artifacts from the stages (which load no
     model when their steps are done) and evaluate with the registry's encoders."""
-    from animagent.studio import Studio, open_run
+    from animagent.runs import open_run
+    from animagent.studio import Studio
 
     def clip():
         from animagent.backends.embedder import ClipEmbedder
@@ -91,7 +92,7 @@ def _refuse():
 
 @pytest.fixture(scope="module")
 def tiny_run(tiny_model, tmp_path_factory) -> Path:
-    from animagent.studio import make_film
+    from animagent.runs import make_film
 
     for name in PIPELINE + EVAL:
         tiny_model(name)
@@ -137,7 +138,8 @@ def test_scorecard_of_a_tiny_film_in_under_30_seconds(tiny_run, tiny_model):
     assert "manifest.json" not in report and run.done("eval", run.manifest.steps["eval"].key)
 
     # the finished step is read back without loading any encoder
-    from animagent.studio import Studio, open_run
+    from animagent.runs import open_run
+    from animagent.studio import Studio
 
     config = open_run(tiny_run)
     studio = Studio(config, tiny_run)

@@ -21,7 +21,7 @@ def test_tiny_film_on_cuda_in_fp16(tiny_all, tmp_path):
     import torch
 
     from animagent import video
-    from animagent.studio import make_film
+    from animagent.runs import make_film
 
     assert torch.cuda.is_available(), "ANIMAGENT_GPU_TESTS=1 needs a CUDA GPU"
     film = make_film(

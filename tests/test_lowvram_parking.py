@@ -9,7 +9,8 @@ import pytest
 from animagent import studio as studio_module
 from animagent.config import Config, load_config
 from animagent.runfolder import RunFolder
-from animagent.studio import Studio, make_film
+from animagent.runs import make_film
+from animagent.studio import Studio
 
 TWO_SHOTS = "tests/data/two_shots.json"
 

@@ -19,7 +19,7 @@ from PIL import Image
 from animagent import video
 from animagent.backends.director import Message
 from animagent.config import load_config
-from animagent.studio import make_film
+from animagent.runs import make_film
 
 
 @pytest.fixture
