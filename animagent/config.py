@@ -142,14 +142,18 @@ class SegmenterConfig(_Section):
 
 
 # The motion model each animator kind loads (registry names): a kind with another model's weights cannot load.
-ANIMATOR_MODELS = {"svd": "svd_xt", "animatediff": "animatediff_sdxl"}
+ANIMATOR_MODELS = {"svd": "svd_xt", "animatediff": "animatediff_sdxl", "wan": "wan2_2_ti2v_5b"}
 
 
 class AnimatorConfig(_Section):
-    kind: Literal["svd", "animatediff"] = Field(
-        "svd", description="svd: image-to-video; animatediff: SDXL text-to-video held to the keyframe by IP-Adapter"
+    kind: Literal["svd", "animatediff", "wan"] = Field(
+        "svd",
+        description="svd: image-to-video; animatediff: SDXL text-to-video held to the keyframe by IP-Adapter; "
+        "wan: Wan2.2-TI2V-5B, image- and text-to-video, frames from the shot's duration",
     )
-    model: str = Field("svd_xt", description="svd_xt for kind svd, animatediff_sdxl for kind animatediff")
+    model: str = Field(
+        "svd_xt", description="svd_xt for kind svd, animatediff_sdxl for kind animatediff, wan2_2_ti2v_5b for kind wan"
+    )
     width: int = Field(1024, ge=64, le=2048, multiple_of=8)
     height: int = Field(576, ge=64, le=2048, multiple_of=8)
     frames: int = Field(25, ge=2, le=64)
@@ -163,11 +167,25 @@ class AnimatorConfig(_Section):
     keyframe_scale: float = Field(
         0.7, ge=0.0, le=1.0, description="animatediff: IP-Adapter scale of the keyframe (holds identity)"
     )
+    guidance: float = Field(5.0, ge=1.0, le=20.0, description="wan: classifier-free guidance scale")
+    cpu_offload: bool = Field(
+        False, description="wan: each model on the GPU only while it runs, from the start (a 24 GB card)"
+    )
+    negative_prompt: str = Field(
+        # The Wan2.2 repo's default negative prompt (wan/configs/shared_config.py, sample_neg_prompt).
+        "色调艳丽，过曝，静态，细节模糊不清，字幕，风格，作品，画作，画面，静止，整体发灰，最差质量，低质量，JPEG压缩残留，"
+        "丑陋的，残缺的，多余的手指，画得不好的手部，画得不好的脸部，畸形的，毁容的，形态畸形的肢体，手指融合，"
+        "静止不动的画面，杂乱的背景，三条腿，背景人很多，倒着走",
+        description="wan: what the clip must not show",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> AnimatorConfig:
         if self.model != ANIMATOR_MODELS[self.kind]:
             raise ValueError(f"animator.kind {self.kind} needs animator.model={ANIMATOR_MODELS[self.kind]}")
+        if self.kind == "wan" and (self.width % 32 or self.height % 32):
+            # Wan2.2's VAE divides by 16 and its transformer patches 2×2 latents
+            raise ValueError(f"animator.kind wan needs width and height multiples of 32, got {self.width}×{self.height}")
         if self.top_k > self.candidates:
             raise ValueError(f"animator.top_k ({self.top_k}) exceeds animator.candidates ({self.candidates})")
         if self.top_k * self.frames_shown > MAX_DIRECTOR_IMAGES:

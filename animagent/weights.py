@@ -52,6 +52,7 @@ def _files(*entries: str | tuple[str, int] | tuple[str, int, str]) -> tuple[Weig
 
 
 _CLIP_TOKENIZER = ("merges.txt", "special_tokens_map.json", "tokenizer_config.json", "vocab.json")
+_T5_TOKENIZER = ("special_tokens_map.json", "spiece.model", "tokenizer.json", "tokenizer_config.json")
 
 MODELS: dict[str, ModelSpec] = {
     spec.name: spec
@@ -131,6 +132,31 @@ MODELS: dict[str, ModelSpec] = {
             _files("config.json", ("diffusion_pytorch_model.fp16.safetensors", 474328896)),
             "unverified (see the model card)",
             "animator (alternative): AnimateDiff SDXL motion adapter",
+        ),
+        ModelSpec(
+            # Revision: the snapshot public code pins (HF cache paths models--Wan-AI--Wan2.2-TI2V-5B-Diffusers/
+            # snapshots/b8fff73...). Shards: diffusers' conversion script saves with max_shard_size="5GB"; on the
+            # full-size configs that gives 5 transformer shards (fp32, 19.999 GB of tensors), 3 UMT5-XXL shards
+            # (bf16, 11.36 GB) and one fp32 VAE file (2.819 GB of tensors). Byte sizes of the files are not
+            # published where we could read them, so none is pinned.
+            "wan2_2_ti2v_5b",
+            "Wan-AI/Wan2.2-TI2V-5B-Diffusers",
+            "b8fff7315c768468a5333511427288870b2e9635",
+            _files(
+                "model_index.json",
+                "scheduler/scheduler_config.json",
+                "text_encoder/config.json",
+                *(f"text_encoder/model-{i:05d}-of-00003.safetensors" for i in range(1, 4)),
+                "text_encoder/model.safetensors.index.json",
+                *(f"tokenizer/{f}" for f in _T5_TOKENIZER),
+                "transformer/config.json",
+                *(f"transformer/diffusion_pytorch_model-{i:05d}-of-00005.safetensors" for i in range(1, 6)),
+                "transformer/diffusion_pytorch_model.safetensors.index.json",
+                "vae/config.json",
+                "vae/diffusion_pytorch_model.safetensors",
+            ),
+            "apache-2.0",
+            "animator (alternative): Wan2.2-TI2V-5B image+text-to-video, 1280×704 at 24 fps, up to 121 frames",
         ),
         ModelSpec(
             "qwen2_5_vl_7b",

@@ -22,11 +22,11 @@ def test_registry_pins_revisions_and_licenses():
     for spec in MODELS.values():
         assert len(spec.revision) == 40 and int(spec.revision, 16) >= 0, spec.name
         assert spec.license and spec.files
-        assert all(f.path.endswith((".json", ".txt", ".safetensors")) for f in spec.files), spec.name
+        assert all(f.path.endswith((".json", ".txt", ".safetensors", ".model")) for f in spec.files), spec.name  # .model: SentencePiece
 
 
 def test_profiles_name_registry_models():
-    for profile in ("tiny", "default", "lowvram", "fast"):
+    for profile in ("tiny", "default", "lowvram", "fast", "wan"):
         assert all(name in MODELS for name in required_models(load_config(profile)))
 
 

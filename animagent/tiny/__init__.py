@@ -28,6 +28,7 @@ BUILDERS: dict[str, Callable[[Path], None]] = {
     "ip_adapter_sdxl_vit_h": _lazy("diffusion", "build_ip_adapter"),
     "svd_xt": _lazy("diffusion", "build_svd"),
     "animatediff_sdxl": _lazy("diffusion", "build_animatediff_sdxl"),
+    "wan2_2_ti2v_5b": _lazy("wan", "build_wan"),
     "qwen2_5_vl_7b": _lazy("director", "build_qwen2_5_vl"),
     "qwen3_vl_8b": _lazy("director_qwen3", "build_qwen3_vl"),
     "sam_vit_h": _lazy("vision", "build_sam"),
