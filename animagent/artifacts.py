@@ -358,3 +358,11 @@ class Takes(Artifact):
 
     draw: dict[str, int] = {}
     animate: dict[str, int] = {}
+
+
+class Picks(Artifact):
+    """The candidates a person chose on the review page (`animagent studio`), by shot: a keyframe candidate index
+    overrides the review's ranking, a clip candidate index overrides the director's pick."""
+
+    keyframes: dict[Slug, Annotated[int, Field(ge=0)]] = {}
+    clips: dict[Slug, Annotated[int, Field(ge=0)]] = {}

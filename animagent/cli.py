@@ -250,6 +250,27 @@ def eval_cmd(run_dir: Path = typer.Argument(..., help="a finished run folder")) 
     _guard(body, lambda: run_dir.resolve() if run_dir.is_dir() else None)
 
 
+@app.command()
+def studio(
+    run_dir: Path = typer.Argument(..., help="run folder"),
+    port: int = typer.Option(8765, "--port", help="port on 127.0.0.1"),
+) -> None:
+    """Serve RUN's review page on 127.0.0.1: watch it render, pick another candidate, edit a shot, redo it."""
+
+    def body() -> None:
+        from animagent.web import serve
+
+        _setup_logging(None)
+
+        def ready(url: str) -> None:
+            out.print(f"review page of {run_dir} at {url}", highlight=False, soft_wrap=True)
+            out.print("Ctrl-C stops it.")
+
+        serve(run_dir, port, ready)
+
+    _guard(body)
+
+
 @cast_app.command("add")
 def cast_add(
     name: str = typer.Argument(..., help="character name, matched against stories' characters"),
