@@ -1,10 +1,12 @@
-"""Video files: H.264 MP4 encode and decode, retiming, and the film with soft subtitles.
+"""Video files: H.264 MP4 encode and decode, retiming, and the film with its narration and soft subtitles.
 
 This module owns everything done with PyAV:
 - `write_video` encodes RGB frames to an H.264 (libx264) yuv420p MP4, BT.709 tagged, with `+faststart`.
-- `write_film` encodes several shots into one MP4 with a mov_text subtitle track (one cue per shot) and
-  writes an SRT sidecar with the same cues.
-- `read_frames`, `probe` and `read_subtitles` read those files back; `retime` picks frames for a length.
+- `write_film` encodes several shots into one MP4 with a mov_text subtitle track (one cue per shot), optionally
+  an AAC audio track (each shot's samples laid over exactly its frames), and writes an SRT sidecar with the
+  same cues.
+- `read_frames`, `read_audio`, `probe` and `read_subtitles` read those files back; `retime` picks frames for a
+  length.
 
 Frames are uint8 HxWx3 RGB numpy arrays. yuv420p needs even dimensions, so a frame with an odd width or
 height is padded by one column on the right and/or one row at the bottom, replicating the edge pixels;
@@ -13,7 +15,9 @@ files read back at the padded size.
 Output is byte-deterministic: the same frames (and cues) give the same file bytes on the same build of
 PyAV/FFmpeg, whatever the time or the number of CPU cores. That takes the `bitexact` flags (no encoder
 string, no creation time), a fixed x264 thread count (x264 writes its thread count into the stream and
-auto threads depend on the core count) and a bit-exact RGB->YUV conversion.
+auto threads depend on the core count) and a bit-exact RGB->YUV conversion. FFmpeg's native AAC encoder is
+deterministic with `bitexact`; the MP4 edit list trims its priming and padding, so the audio stream lasts
+exactly its samples.
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ log = logging.getLogger(__name__)
 # Fixed so bytes do not depend on the machine's core count; frame threads are x264's own default mode.
 _SMALL_FRAME = 128
 _X264_THREADS = 4
+_AAC_FRAME = 1024  # samples per AAC frame
+_AAC_BIT_RATE = 96_000  # mono speech at 24 kHz: transparent enough, small
 # Subtitle timestamps are whole milliseconds (SRT's resolution).
 _MS = Fraction(1, 1000)
 # FFmpeg's mov_text encoder refuses to open without an ASS header; it turns it into the track's sample
@@ -62,6 +68,11 @@ _SRT_TIMES = re.compile(
 class FilmShot:
     frames: Sequence[np.ndarray]  # already retimed, all the film's size
     narration: str
+    # float32 mono samples at the film's sample rate, spoken from the shot's first frame; at most the shot's
+    # length (the rest is silence). None: the film has no audio track (then no shot has audio).
+    audio: np.ndarray | None = None
+    # seconds of speech from the shot's start: the cue ends there. None or 0: the cue lasts the whole shot.
+    speech_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -74,6 +85,9 @@ class VideoInfo:
     codec: str
     pix_fmt: str
     subtitle_streams: int
+    audio_codec: str | None = None  # None: no audio stream
+    audio_sample_rate: int | None = None
+    audio_duration_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -105,16 +119,23 @@ def write_film(
     fps: int,
     crf: int = 18,
     preset: str = "medium",
+    sample_rate: int = 24000,
 ) -> None:
-    """Encode all shots in order into one MP4 with a mov_text track, and write the same cues as SRT.
+    """Encode all shots in order into one MP4 with a mov_text track (and an AAC track when the shots carry
+    audio), and write the same cues as SRT.
 
     Each shot gets one cue, its narration with line breaks turned into spaces, shown from the shot's first
-    frame until its last frame ends (so the cues tile the film).
+    frame until its speech ends (`speech_s`), or until its last frame ends when it has no speech. A shot's
+    audio covers exactly its frames (each frame boundary rounded to a sample once, so the shots' samples tile
+    the track and audio and video end together), padded with silence and faded in and out over 10 ms.
     """
+    from animagent import audio
+
     if not shots:
         raise ValueError("write_film needs at least one shot")
     film_shape = _check_frames(shots[0].frames, "shot 0")
-    cues = []
+    with_audio = shots[0].audio is not None
+    cues, tracks = [], []
     first = 0
     for i, shot in enumerate(shots):
         shape = _check_frames(shot.frames, f"shot {i}")
@@ -124,12 +145,33 @@ def write_film(
         if not text:
             raise ValueError(f"shot {i} has a blank narration; a cue needs text")
         last = first + len(shot.frames)
-        cues.append(_MsCue(_frame_ms(first, fps), _frame_ms(last, fps), text))
+        end_ms = _frame_ms(last, fps)
+        if shot.speech_s:
+            end_ms = min(end_ms, _frame_ms(first, fps) + round(shot.speech_s * 1000))
+        cues.append(_MsCue(_frame_ms(first, fps), end_ms, text))
+        if (shot.audio is not None) != with_audio:
+            raise ValueError(f"shot {i} {'has' if shot.audio is not None else 'lacks'} audio, shot 0 does not")
+        if shot.audio is not None:
+            length = audio.span(first, last, fps, sample_rate)
+            if len(shot.audio) > length:
+                raise ValueError(f"shot {i}: {len(shot.audio)} audio samples are longer than its "
+                                 f"{len(shot.frames)} frames ({length} samples at {sample_rate} Hz)")
+            tracks.append(audio.fit(audio.fade(shot.audio, sample_rate), length))
         first = last
-    _encode(video_path, [shot.frames for shot in shots], cues, fps, crf, preset)
+    _encode(video_path, [shot.frames for shot in shots], cues, fps, crf, preset,
+            tracks if with_audio else None, sample_rate)
     # Bytes, not write_text: the same file on every platform (no newline translation).
     srt_path.write_bytes(_srt(cues).encode("utf-8"))
     log.debug("wrote %s (%d cues)", srt_path, len(cues))
+
+
+def read_audio(path: Path) -> tuple[np.ndarray, int]:
+    """(float32 mono samples, sample rate) of the first audio stream of `path`, as the decoder gives them (an
+    AAC decoder may add up to one frame of padding at the end)."""
+    with av.open(str(path)) as container:
+        stream = container.streams.audio[0]
+        samples = [frame.to_ndarray().reshape(-1) for frame in container.decode(stream)]
+        return np.concatenate(samples).astype(np.float32), stream.rate
 
 
 def read_frames(path: Path) -> list[np.ndarray]:
@@ -156,6 +198,7 @@ def probe(path: Path) -> VideoInfo:
         stream = container.streams.video[0]
         frames = sum(1 for _ in container.decode(stream))
         ctx = stream.codec_context
+        sound = container.streams.audio[0] if container.streams.audio else None
         return VideoInfo(
             frames=frames,
             fps=float(stream.average_rate),
@@ -165,6 +208,9 @@ def probe(path: Path) -> VideoInfo:
             codec=ctx.name,
             pix_fmt=ctx.pix_fmt,
             subtitle_streams=len(container.streams.subtitles),
+            audio_codec=sound.codec_context.name if sound else None,
+            audio_sample_rate=sound.rate if sound else None,
+            audio_duration_s=float(sound.duration * sound.time_base) if sound else None,
         )
 
 
@@ -211,8 +257,11 @@ def _encode(
     fps: int,
     crf: int,
     preset: str,
+    tracks: Sequence[np.ndarray] | None = None,
+    sample_rate: int = 24000,
 ) -> None:
-    """Encode the clips back to back into one MP4; with cues, cue k is muxed just before clip k."""
+    """Encode the clips back to back into one MP4; with cues, cue k is muxed just before clip k; with tracks,
+    track k (float32 mono samples) is encoded as AAC right after clip k, so the muxer interleaves shot by shot."""
     height, width = clips[0][0].shape[:2]
     # format= explicitly, so a temporary name such as film.mp4.tmp still gets an MP4.
     with av.open(
@@ -239,7 +288,14 @@ def _encode(
             subtitles = container.add_stream("mov_text")
             subtitles.codec_context.subtitle_header = _ASS_HEADER
             subtitles.time_base = _MS
+        sound = None
+        if tracks is not None:
+            sound = container.add_stream("aac", rate=sample_rate, options={"flags": "+bitexact"})
+            sound.layout = "mono"
+            sound.format = "fltp"
+            sound.bit_rate = _AAC_BIT_RATE
         index = 0
+        sample = 0
         for k, clip in enumerate(clips):
             if subtitles is not None:
                 container.mux(_mov_text_packet(cues[k], subtitles))
@@ -248,7 +304,18 @@ def _encode(
                 frame.pts = index
                 index += 1
                 container.mux(video.encode(frame))
+            if sound is not None:
+                for start in range(0, len(tracks[k]), _AAC_FRAME):
+                    chunk = np.ascontiguousarray(tracks[k][start : start + _AAC_FRAME]).reshape(1, -1)
+                    piece = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="mono")
+                    piece.sample_rate = sample_rate
+                    piece.time_base = Fraction(1, sample_rate)
+                    piece.pts = sample
+                    sample += chunk.shape[1]
+                    container.mux(sound.encode(piece))
         container.mux(video.encode())
+        if sound is not None:
+            container.mux(sound.encode())
     log.debug("wrote %s (%d frames, %dx%d, %d fps)", path, index, video.width, video.height, fps)
 
 

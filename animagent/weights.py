@@ -246,6 +246,26 @@ MODELS: dict[str, ModelSpec] = {
             "apache-2.0",
             "embedder: DINOv2 features for subject consistency (VBench-style)",
         ),
+        ModelSpec(
+            # Revision, sizes and hashes: the snapshot public code pins (HF cache paths models--hexgrad--Kokoro-82M/
+            # snapshots/f3ff357...). The checkpoint and voice packs are torch.save pickles of tensors only; they are
+            # read with torch.load(weights_only=True), which refuses any other object. Voices: hexgrad's English
+            # voices graded C or better in the repo's VOICES.md (a: American, b: British; f: female, m: male).
+            "kokoro_82m",
+            "hexgrad/Kokoro-82M",
+            "f3ff3571791e39611d31c381e3a41a3af07b4987",
+            _files(
+                ("config.json", None, "5abb01e2403b072bf03d04fde160443e209d7a0dad49a423be15196b9b43c17f"),
+                ("kokoro-v1_0.pth", 327212226, "496dba118d1a58f5f3db2efc88dbdc216e0483fc89fe6e47ee1f2c53f18ad1e4"),
+                ("voices/af_heart.pt", 523425, "0ab5709b8ffab19bfd849cd11d98f75b60af7733253ad0d67b12382a102cb4ff"),
+                *(f"voices/{v}.pt" for v in (
+                    "af_alloy", "af_aoede", "af_bella", "af_kore", "af_nicole", "af_nova", "af_sarah",
+                    "am_fenrir", "am_michael", "am_puck", "bf_emma", "bf_isabella", "bm_fable", "bm_george",
+                )),
+            ),
+            "apache-2.0",
+            "voice: Kokoro-82M text-to-speech, 24 kHz (narrator and characters)",
+        ),
     )
 }
 

@@ -13,6 +13,7 @@ from animagent.video import (
     Cue,
     FilmShot,
     probe,
+    read_audio,
     read_frames,
     read_subtitles,
     retime,
@@ -231,3 +232,78 @@ def test_read_srt_from_other_tools(tmp_path: Path) -> None:
     path = tmp_path / "other.srt"
     path.write_bytes("\ufeff1\r\n00:01:02,003 --> 01:00:00.500\r\nline one\r\nline two\r\n\r\n".encode())
     assert read_subtitles(path) == [Cue(62.003, 3600.5, "line one line two")]
+
+
+# --- the narration track -------------------------------------------------------------------------------------
+
+SR = 24000
+
+
+def tone(seconds: float, freq: float = 440.0, amplitude: float = 0.3) -> np.ndarray:
+    t = np.arange(round(seconds * SR)) / SR
+    return (amplitude * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+def voiced_film(tmp_path: Path, speech=(0.3, 0.0, 0.9), frames=(5, 3, 8)) -> tuple[Path, Path, list[FilmShot]]:
+    """Shots of 5, 3 and 8 frames at 8 fps; shot k speaks a tone of speech[k] seconds (0: a silent shot)."""
+    shots = [
+        FilmShot(clip(n, seed=k), text, audio=tone(s) if s else np.zeros(0, np.float32), speech_s=s or None)
+        for k, (n, text, s) in enumerate(zip(frames, NARRATIONS, speech))
+    ]
+    video, srt = tmp_path / "film.mp4", tmp_path / "film.srt"
+    write_film(shots, video, srt, fps=FPS, sample_rate=SR)
+    return video, srt, shots
+
+
+def test_film_audio_track_lasts_as_long_as_the_video(tmp_path: Path) -> None:
+    video, _, _ = voiced_film(tmp_path)
+    info = probe(video)
+    assert (info.audio_codec, info.audio_sample_rate, info.subtitle_streams) == ("aac", SR, 1)
+    assert abs(info.audio_duration_s - info.duration_s) <= 1 / FPS
+    assert info.audio_duration_s == pytest.approx(2.0, abs=1e-3)
+    assert probe(tmp_path / "film.mp4").frames == 16
+
+
+def test_speech_lies_over_its_shot_and_cues_end_with_it(tmp_path: Path) -> None:
+    video, srt, _ = voiced_film(tmp_path)
+    samples, rate = read_audio(video)
+    assert rate == SR
+
+    def rms(start_s: float, end_s: float) -> float:
+        return float(np.sqrt(np.mean(samples[round(start_s * SR) : round(end_s * SR)] ** 2)))
+
+    # shot 0 speaks 0-0.3 s, shot 1 (0.625-1.0 s) is silent, shot 2 speaks 1.0-1.9 s
+    assert rms(0.02, 0.28) > 0.15 and rms(1.02, 1.88) > 0.15
+    assert rms(0.35, 0.6) < 0.01 and rms(0.65, 0.98) < 0.01 and rms(1.95, 2.0) < 0.01
+    expected = [Cue(0.0, 0.3, CUE_TEXTS[0]), Cue(0.625, 1.0, CUE_TEXTS[1]), Cue(1.0, 1.9, CUE_TEXTS[2])]
+    assert read_subtitles(video) == expected
+    assert read_subtitles(srt) == expected
+
+
+def test_shot_audio_is_faded_at_both_ends(tmp_path: Path) -> None:
+    """A shot whose speech fills it to the last sample still starts and ends at zero: no click at the cut."""
+    loud = np.full(round(5 / FPS * SR), 0.5, np.float32)  # a DC step would click without fades
+    video, srt = tmp_path / "f.mp4", tmp_path / "f.srt"
+    write_film([FilmShot(clip(5), "a", audio=loud), FilmShot(clip(3), "b", audio=loud[:100])], video, srt,
+               fps=FPS, sample_rate=SR)
+    samples, _ = read_audio(video)
+    boundary = round(5 / FPS * SR)
+    assert np.abs(samples[boundary - 8 : boundary + 8]).max() < 0.1
+    assert np.abs(samples[:8]).max() < 0.1
+
+
+def test_write_film_with_audio_is_byte_deterministic(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a, _, _ = voiced_film(tmp_path / "a")
+    b, _, _ = voiced_film(tmp_path / "b")
+    assert sha256(a) == sha256(b)
+
+
+def test_audio_must_fit_its_shot_and_be_on_every_shot(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="longer than its 2 frames"):
+        write_film([FilmShot(clip(2), "a", audio=tone(0.5))], tmp_path / "f.mp4", tmp_path / "f.srt", fps=FPS,
+                   sample_rate=SR)
+    with pytest.raises(ValueError, match="shot 1 lacks audio"):
+        write_film([FilmShot(clip(2), "a", audio=tone(0.1)), FilmShot(clip(2), "b")], tmp_path / "f.mp4",
+                   tmp_path / "f.srt", fps=FPS, sample_rate=SR)

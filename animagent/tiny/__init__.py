@@ -34,6 +34,7 @@ BUILDERS: dict[str, Callable[[Path], None]] = {
     "sam_vit_h": _lazy("vision", "build_sam"),
     "clip_vit_l": _lazy("vision", "build_clip"),
     "dinov2_base": _lazy("dino", "build_dinov2"),
+    "kokoro_82m": _lazy("kokoro", "build_kokoro"),
 }
 
 
