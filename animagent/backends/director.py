@@ -33,8 +33,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
 
-# Free text may not hold control characters, quotes or backslashes: constrained decoders then cannot emit
-# raw control bytes (strict json.loads rejects them) and the length bound lives inside the pattern.
+# Free text may not hold control characters, quotes or backslashes, and its length bound lives inside the pattern:
+# xgrammar (0.2.8, vLLM's, and 0.2.9) lets raw control characters such as \x03 into a string bounded only by
+# minLength/maxLength, which strict JSON parsing then rejects; a pattern it matches exactly.
 _TEXT_PATTERN = '^[^\\x00-\\x1f"\\\\]{%d,%d}$'
 _OPEN_TEXT_PATTERN = '^[^\\x00-\\x1f"\\\\]+$'
 # xgrammar (also vLLM's structured-output backend) cannot compile a repeat count above 128: a longer field

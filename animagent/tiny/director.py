@@ -147,20 +147,22 @@ def build_qwen2_5_vl(folder: Path) -> None:
         **REAL_GENERATION_CONFIG, "bos_token_id": ids["<|endoftext|>"], "pad_token_id": ids["<|endoftext|>"],
         "eos_token_id": [ids["<|im_end|>"], ids["<|endoftext|>"]],
     })
-    # head_dim 16 = 2 * sum(mrope_section); the vision tower's out_hidden_size is the text hidden_size.
+    # head_dim 32 = hidden_size / num_attention_heads = 2 * sum(mrope_section): vLLM's CPU attention supports head
+    # dims 32, 64, 80, ... only (16 fails at the first request). The vision tower's out_hidden_size is the text
+    # hidden_size.
     _write_json(folder / "config.json", {
         **REAL_CONFIG,
         "bos_token_id": ids["<|endoftext|>"], "eos_token_id": ids["<|im_end|>"],
         "vision_start_token_id": ids["<|vision_start|>"], "vision_end_token_id": ids["<|vision_end|>"],
         "vision_token_id": ids["<|vision_pad|>"], "image_token_id": ids["<|image_pad|>"],
         "video_token_id": ids["<|video_pad|>"], "hidden_size": 64, "intermediate_size": 128,
-        "max_window_layers": NUM_LAYERS, "num_attention_heads": 4, "num_hidden_layers": NUM_LAYERS,
-        "num_key_value_heads": 2, "torch_dtype": "float32",
+        "max_window_layers": NUM_LAYERS, "num_attention_heads": 2, "num_hidden_layers": NUM_LAYERS,
+        "num_key_value_heads": 1, "torch_dtype": "float32",
         "vision_config": {
             **REAL_CONFIG["vision_config"], "depth": 2, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2,
             "out_hidden_size": 64, "fullatt_block_indexes": [1],
         },
-        "rope_scaling": {"type": "mrope", "mrope_section": [2, 3, 3]},
+        "rope_scaling": {"type": "mrope", "mrope_section": [4, 6, 6]},
         "vocab_size": VOCAB_SIZE,
     })
 
