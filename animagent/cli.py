@@ -2,15 +2,21 @@
 
 This is the only module that presents anything. Every command ends in one of the documented exit codes
 (errors.py): expected failures print one line; an unexpected one prints one line with the log path that
-holds its traceback. Ctrl-C exits 130 and the run folder stays resumable.
+holds its traceback (the run's logs/crash.log, else a private temp file). Ctrl-C exits 130 and SIGTERM
+(`docker stop`) 143, both the same way: the current write is finished or removed, the lock is released and the
+run folder stays resumable. On a terminal each stage has a progress bar; without one (docker logs, CI, nohup)
+each item and each finished stage is one line with its count and elapsed time. Log records are one line each.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 import tempfile
+import threading
+import time
 import traceback
 import warnings
 from pathlib import Path
@@ -18,11 +24,10 @@ from typing import Callable, Optional
 
 import typer
 from rich.console import Console
-from rich.logging import RichHandler
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from animagent.errors import AnimagentError
+from animagent.errors import AnimagentError, InputError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Story in, animated film out, on local open models.")
 weights_app = typer.Typer(no_args_is_help=True, help="Fetch real weights or write tiny random ones.")
@@ -61,7 +66,7 @@ def _setup_logging(log_file: Path | None) -> None:
     root = logging.getLogger()
     root.handlers.clear()
     root.setLevel(logging.INFO)
-    console = RichHandler(console=err, show_path=False, level=logging.WARNING)
+    console = _ConsoleLines(level=logging.WARNING)
     console.addFilter(lambda record: record.name.startswith("animagent"))
     root.addHandler(console)
     if log_file is not None:
@@ -73,8 +78,33 @@ def _setup_logging(log_file: Path | None) -> None:
         logging.getLogger(noisy).setLevel(logging.ERROR)
 
 
+class _ConsoleLines(logging.Handler):
+    """Each record as one line on stderr, printed through rich so that it lands above the progress bars."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = " ".join(record.getMessage().split())
+        except Exception:  # a malformed log call must not end the run
+            self.handleError(record)
+            return
+        colour = "red" if record.levelno >= logging.ERROR else "yellow"
+        err.print(f"[{colour}]{record.levelname.lower()}:[/{colour}] {escape(message)}", highlight=False,
+                  soft_wrap=True)
+
+
+class _Terminated(BaseException):
+    """SIGTERM, raised in the main thread like Ctrl-C's KeyboardInterrupt, so the run unwinds the same way."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not interrupt the unwinding
+    raise _Terminated
+
+
 def _guard(action: Callable[[], None], run_dir: Callable[[], Path | None] = lambda: None) -> None:
     """Run a command body; map every outcome to a documented exit code and one line on stderr."""
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if in_main else None
     try:
         action()
     except typer.Exit:
@@ -82,24 +112,38 @@ def _guard(action: Callable[[], None], run_dir: Callable[[], Path | None] = lamb
     except AnimagentError as exc:
         err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(exc.exit_code) from None
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, _Terminated) as exc:
         where = run_dir()
         hint = f"; continue with: animagent resume {where}" if where else ""
-        err.print(f"interrupted{hint}", soft_wrap=True)
-        raise typer.Exit(130) from None
+        what = "terminated" if isinstance(exc, _Terminated) else "interrupted"
+        err.print(f"{what}{hint}", soft_wrap=True, highlight=False)
+        raise typer.Exit(143 if isinstance(exc, _Terminated) else 130) from None
     except Exception:  # a bug: keep the traceback in a log file, show one line
-        where = run_dir()
-        log_path = (where / "logs" / "crash.log") if where else Path(tempfile.gettempdir()) / "animagent-crash.log"
-        log_path.parent.mkdir(parents=True, exist_ok=True)
+        log_path = _crash_log(run_dir())
         log_path.write_text(traceback.format_exc(), encoding="utf-8")
+        where = run_dir()
         hint = f"; after a fix, continue with: animagent resume {where}" if where else ""
         err.print(f"internal error: {sys.exc_info()[1]!r} (traceback in {log_path}){hint}", highlight=False,
                   soft_wrap=True)
         raise typer.Exit(1) from None
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _crash_log(run: Path | None) -> Path:
+    """The run's logs/crash.log; without a run folder a fresh private file (0600), never a shared fixed name."""
+    if run is not None and run.is_dir():
+        (run / "logs").mkdir(exist_ok=True)
+        return run / "logs" / "crash.log"
+    fd, name = tempfile.mkstemp(prefix="animagent-crash-", suffix=".log")
+    os.close(fd)
+    return Path(name)
 
 
 class _StageBars:
-    """A rich progress bar per stage, fed by the stages' progress(stage, done, total) calls."""
+    """A rich progress bar per stage, fed by the stages' progress(stage, done, total) calls; a "loading" line
+    until the first stage reports (importing torch and loading the first model take seconds)."""
 
     def __init__(self) -> None:
         self.progress = Progress(
@@ -107,25 +151,66 @@ class _StageBars:
             console=err, transient=False,
         )
         self.tasks: dict[str, int] = {}
+        self.loading: int | None = None
+
+    def __enter__(self) -> _StageBars:
+        self.progress.__enter__()
+        self.loading = self.progress.add_task("loading", total=None)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.__exit__(*exc)
 
     def __call__(self, stage: str, done: int, total: int) -> None:
+        if self.loading is not None:
+            self.progress.remove_task(self.loading)
+            self.loading = None
         if stage not in self.tasks:
             self.tasks[stage] = self.progress.add_task(stage, total=total)
         self.progress.update(self.tasks[stage], completed=done, total=total)
+
+
+class _StageLines:
+    """Progress without a terminal: a line per item and per finished stage, with the stage's elapsed time."""
+
+    def __init__(self) -> None:
+        self.started: dict[str, float] = {}
+        self.shown: dict[str, int] = {}
+
+    def __enter__(self) -> _StageLines:
+        err.print("loading", highlight=False)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        now = time.perf_counter()
+        started = self.started.setdefault(stage, now)
+        if self.shown.get(stage) == done:
+            return
+        self.shown[stage] = done
+        status = "done" if done == total else "    "
+        err.print(f"{stage:<9} {done}/{total} {status} {now - started:7.1f} s", highlight=False)
 
 
 def _render(make: Callable[[Callable], object], run_dir: Path) -> object:
     # Runs never contact a hub: backends also pass local_files_only=True.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     _setup_logging(run_dir / "logs" / "animagent.log")
-    import diffusers
-    import transformers
+    with _StageBars() if err.is_terminal else _StageLines() as progress:
+        import diffusers
+        import transformers
 
-    diffusers.utils.logging.disable_progress_bar()  # model loading bars would tear through ours
-    transformers.utils.logging.disable_progress_bar()
-    bars = _StageBars()
-    with bars.progress:
-        return make(bars)
+        diffusers.utils.logging.disable_progress_bar()  # model loading bars would tear through ours
+        transformers.utils.logging.disable_progress_bar()
+        return make(progress)
+
+
+def _tiny_notice(config) -> None:
+    if config.weights.flavor == "tiny":
+        err.print("tiny weights are random: pictures are noise and identity warnings are expected; every stage, "
+                  "file and choice is real", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -148,6 +233,7 @@ def run(
 
         cfg = load_config(profile, config, set_, seed)
         state["run"] = prepare_run(story, cfg, out_dir, script)
+        _tiny_notice(cfg)
         film = _render(lambda bars: Studio(cfg, state["run"], bars).run(), state["run"])
         out.print(str(Path(film.run_dir) / film.video))
 
@@ -193,8 +279,10 @@ def resume(run_dir: Path = typer.Argument(..., help="run folder made by `animage
     """Finish RUN without redoing finished work."""
 
     def body() -> None:
+        from animagent.runs import open_run
         from animagent.runs import resume as resume_run
 
+        _tiny_notice(open_run(run_dir))  # first: a path that is no run folder is refused before logs/ is made
         film = _render(lambda bars: resume_run(run_dir, bars), run_dir.resolve())
         out.print(str(Path(film.run_dir) / film.video))
 
@@ -210,8 +298,10 @@ def rerender(
     """Redo one shot with a fresh take and re-assemble the film."""
 
     def body() -> None:
+        from animagent.runs import open_run
         from animagent.runs import rerender as rerender_run
 
+        _tiny_notice(open_run(run_dir))  # first: a path that is no run folder is refused before logs/ is made
         film = _render(lambda bars: rerender_run(run_dir, shot, start, bars), run_dir.resolve())
         out.print(str(Path(film.run_dir) / film.video))
 
@@ -220,19 +310,19 @@ def rerender(
 
 @app.command()
 def verify(run_dir: Path = typer.Argument(..., help="run folder")) -> None:
-    """Re-hash every recorded output of RUN; exit 2 when something is missing or changed."""
+    """Re-hash every recorded output of RUN; exit 2 when something is missing, changed or not recorded."""
 
     def body() -> None:
         from animagent.runs import verify as verify_run
 
         problems = verify_run(run_dir)
         for p in problems:
-            out.print(f"{p.what:<8} {p.path}  (step {p.step})", highlight=False)
+            out.print(f"{p.what:<12} {p.path}" + (f"  (step {p.step})" if p.step != p.path else ""), highlight=False)
         if problems:
-            err.print(f"{len(problems)} output(s) missing or changed; `animagent resume {run_dir}` redoes them "
-                      "(an edited script.json is kept as it is)", soft_wrap=True)
+            err.print(f"{len(problems)} output(s) missing, changed or not recorded; `animagent resume {run_dir}` "
+                      "redoes them (an edited script.json is kept as it is)", soft_wrap=True)
             raise typer.Exit(2)
-        out.print(f"{run_dir}: every recorded output verifies")
+        out.print(f"{run_dir}: every step a film needs is recorded and every recorded output verifies")
 
     _guard(body)
 
@@ -242,8 +332,9 @@ def eval_cmd(run_dir: Path = typer.Argument(..., help="a finished run folder")) 
     """Score RUN (CLIP-T, identity, style and clip consistency): scorecard.json and report.html."""
 
     def body() -> None:
-        from animagent.runs import evaluate_run
+        from animagent.runs import evaluate_run, open_run
 
+        open_run(run_dir)  # first: a path that is no run folder is refused before logs/ is made
         report = _render(lambda bars: evaluate_run(run_dir, bars), run_dir.resolve())
         out.print(str(report))
 
@@ -344,7 +435,11 @@ def weights_pull(profile: str = ProfileOpt, dir_: Optional[Path] = DirOpt) -> No
 
         _setup_logging(None)
         root = resolve_weights_root(dir_)
-        names = required_models(load_config(profile))
+        config = load_config(profile)
+        if config.weights.flavor == "tiny":
+            raise InputError(f"the {profile} profile's weights are random and made here, not pulled: run "
+                             f"`animagent weights make-tiny{f' --dir {dir_}' if dir_ else ''}` (seconds, no network)")
+        names = required_models(config)
         err.print(f"pulling {', '.join(names)} into {root / 'real'}")
 
         def on_file(name: str, path: str, size: int) -> None:

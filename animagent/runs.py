@@ -3,6 +3,9 @@
 This module owns what a command does to a run folder before and after the recipe runs: creating or reopening it
 (story.txt, config.yaml), the takes a rerender adds, and the re-hash of recorded outputs. The recipe itself is
 `Studio.run()` (studio.py); what each stage computes lives in animagent/stages/.
+A refused command changes nothing on disk: inputs, limits, the folder given as --out, weights and the director
+server are all checked (`preflight`) before the first file is written. A folder is only ever made a run folder
+when it is new, empty, or already a run folder; config.yaml never holds a secret (config.recorded).
 """
 
 from __future__ import annotations
@@ -10,14 +13,63 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
+from pydantic import ValidationError
 
+from animagent import gpu
 from animagent.artifacts import Film, Script, Takes, slugify
-from animagent.config import Config, load_config
+from animagent.config import Config, LimitsConfig, load_config, read_recorded, recorded
 from animagent.errors import InputError
-from animagent.runfolder import RunFolder
+from animagent.runfolder import LOCK, MANIFEST, TMP_PREFIX, Manifest, RunFolder
 from animagent.stages import Progress, no_progress, plan
 from animagent.studio import CONFIG, SCRIPT, STORY, TAKES, Studio, plan_key
+from animagent.weights import ensure_present
+
+# What a run folder holds before its config.yaml is written (a run killed while being made): reusable as --out.
+_BEING_MADE = {STORY, SCRIPT, MANIFEST, LOCK, CONFIG, "logs"}
+
+
+def preflight(config: Config) -> None:
+    """What a run needs that can be checked in seconds, checked before any work and any file: every model's
+    weights (hashed once for real ones), the compiler gpu.compile_animator needs, and a reachable director server."""
+    ensure_present(config)
+    gpu.check_compile(config)
+    if config.director.kind == "openai":
+        from animagent.backends.director_openai import check_reachable  # httpx only: no model library
+
+        check_reachable(config.director)
+
+
+def check_user_script(script: Script, limits: LimitsConfig) -> Script:
+    """A script the user gives (--script, an edited script.json) is held to the limits a planned one is."""
+    plan.check_script(script)
+    for what, count, most in (("characters", len(script.characters), limits.max_characters),
+                              ("settings", len(script.settings), limits.max_settings),
+                              ("scenes", len(script.scenes), limits.max_scenes)):
+        if count > most:
+            raise InputError(f"the script has {count} {what}; limits.max_{what} is {most} "
+                             f"(raise it with --set limits.max_{what}=N)")
+    for scene in script.scenes:
+        if len(scene.shots) > limits.max_shots_per_scene:
+            raise InputError(f"scene {scene.id} of the script has {len(scene.shots)} shots; "
+                             f"limits.max_shots_per_scene is {limits.max_shots_per_scene}")
+    for shot in script.shots():
+        if not limits.min_shot_seconds <= shot.duration_s <= limits.max_shot_seconds:
+            raise InputError(f"shot {shot.id} lasts {shot.duration_s} s; limits.min_shot_seconds and "
+                             f"max_shot_seconds allow {limits.min_shot_seconds} to {limits.max_shot_seconds} s")
+    return script
+
+
+def _check_out(run_dir: Path) -> None:
+    """--out must be a new folder, an empty one, or a run folder (also one killed while being made)."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise InputError(f"--out {run_dir} is a file; give a folder (a new or empty one, or a run folder)")
+    if not run_dir.is_dir() or ((run_dir / CONFIG).is_file() and (run_dir / STORY).is_file()):
+        return
+    foreign = sorted(p.name for p in run_dir.iterdir() if p.name not in _BEING_MADE and not p.name.startswith(TMP_PREFIX))
+    if foreign:
+        listed = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+        raise InputError(f"--out {run_dir} holds files that are not a run's ({listed}); give a new or empty folder, "
+                         "or a run folder")
 
 
 def prepare_run(story_path: Path | None, config: Config, out: Path | None, script_path: Path | None = None) -> Path:
@@ -28,17 +80,21 @@ def prepare_run(story_path: Path | None, config: Config, out: Path | None, scrip
     script = None
     if script_path is not None:
         if not script_path.is_file():
-            raise InputError(f"script file not found: {script_path}")
-        script = RunFolder(script_path.parent).read_model(script_path.name, Script)
+            raise InputError(f"script {script_path} is a directory; give a script.json file" if script_path.is_dir()
+                             else f"script file not found: {script_path}")
+        script = check_user_script(RunFolder(script_path.parent).read_model(script_path.name, Script), config.limits)
         story = script.story
     elif story_path is not None:
+        if story_path.is_dir():
+            raise InputError(f"story {story_path} is a directory; give a text file")
         story = plan.read_story(story_path, config.limits)
     else:
         raise InputError("give a story file, or --script with a script.json")
     name = (story_path or script_path).stem  # type: ignore[union-attr]
     run_dir = (out or Path("runs") / slugify(name, fallback="film")).resolve()
+    _check_out(run_dir)
     run = RunFolder(run_dir)
-    config_text = yaml.safe_dump(config.model_dump(mode="json"), sort_keys=True)
+    config_text = recorded(config)
     if run.exists(STORY):
         if run.path(STORY).read_text(encoding="utf-8") != story:
             raise InputError(f"{run_dir} holds a different story; choose another --out or `animagent resume {run_dir}`")
@@ -46,9 +102,9 @@ def prepare_run(story_path: Path | None, config: Config, out: Path | None, scrip
             raise InputError(
                 f"{run_dir} was made with another config; choose another --out or `animagent resume {run_dir}`"
             )
+    preflight(config)
     with run.lock():
         if script is not None:
-            plan.check_script(script)
             if not (run.exists(SCRIPT) and run.manifest.steps.get("plan")):
                 run.write_model(SCRIPT, script)
                 run.record("plan", plan_key(config, story), [SCRIPT], 0.0)
@@ -60,14 +116,21 @@ def prepare_run(story_path: Path | None, config: Config, out: Path | None, scrip
 
 
 def open_run(run_dir: Path) -> Config:
-    """The resolved config a run folder was made with."""
+    """The resolved config a run folder was made with; InputError (one line, nothing created) for a path that is
+    not a run folder, or whose config.yaml, story.txt or script.json no longer holds what a run can use."""
+    if not run_dir.is_dir():
+        raise InputError(f"{run_dir} is a file, not a run folder" if run_dir.exists() else f"no run folder at {run_dir}")
     run = RunFolder(run_dir)
     if not run.exists(CONFIG) or not run.exists(STORY):
         raise InputError(f"{run_dir} is not a run folder (no {CONFIG} or {STORY}); start one with `animagent run`")
     try:
-        return Config.model_validate(yaml.safe_load(run.path(CONFIG).read_text(encoding="utf-8")))
-    except Exception as exc:  # a hand-edited config.yaml: report it as bad input, never a traceback
-        raise InputError(f"{run.path(CONFIG)} is not a valid config: {exc}") from None
+        config = read_recorded(run.path(CONFIG).read_text(encoding="utf-8"), str(run.path(CONFIG)))
+    except UnicodeDecodeError:
+        raise InputError(f"{run.path(CONFIG)} is not UTF-8 text; it was edited or damaged") from None
+    plan.read_story(run.path(STORY), config.limits)
+    if run.exists(SCRIPT) and "plan" in run.manifest.steps:  # the user's to edit: held to the limits
+        check_user_script(run.read_model(SCRIPT, Script), config.limits)
+    return config
 
 
 def make_film(
@@ -82,7 +145,7 @@ def make_film(
 ) -> Film:
     """Render a story (or, with `script`, a given script.json) into a film in the run folder `out`."""
     config = load_config(profile, config_file, overrides, seed)
-    run_dir = prepare_run(
+    run_dir = prepare_run(  # checks everything (preflight) before the folder is made
         Path(story_path) if story_path is not None else None,
         config,
         Path(out) if out is not None else None,
@@ -93,6 +156,7 @@ def make_film(
 
 def resume(run_dir: str | Path, progress: Progress = no_progress) -> Film:
     config = open_run(Path(run_dir))
+    preflight(config)
     return Studio(config, Path(run_dir), progress).run()
 
 
@@ -102,6 +166,7 @@ def evaluate_run(run_dir: str | Path, progress: Progress = no_progress) -> Path:
     studio = Studio(config, Path(run_dir), progress)
     if "assemble" not in studio.run_folder.manifest.steps:
         raise InputError(f"{run_dir} is not finished; finish it with `animagent resume {run_dir}` first")
+    preflight(config)
     with studio.run_folder.lock():
         try:
             script = studio.plan()
@@ -131,6 +196,7 @@ def rerender(run_dir: str | Path, shot_id: str, start: str = "draw", progress: P
         raise InputError(f"no shot '{shot_id}' in {run.path(SCRIPT)}; shots: {', '.join(shots)}")
     if start not in ("draw", "animate"):
         raise InputError(f"--from must be draw or animate, got '{start}'")
+    preflight(config)
     with run.lock():
         takes = studio.takes()
         counts = {"draw": dict(takes.draw), "animate": dict(takes.animate)}
@@ -143,16 +209,47 @@ def rerender(run_dir: str | Path, shot_id: str, start: str = "draw", progress: P
 class Problem:
     path: str
     step: str
-    what: str  # "missing" | "changed"
+    what: str  # "missing" | "changed" | "not recorded" (path is then the step the recipe still needs)
+
+
+def needed_steps(script: Script, config: Config) -> list[str]:
+    """The steps whose outputs make up a finished film of `script`: the plan, each character's and setting's
+    sheet, each shot's chosen keyframe (review/) and chosen clip (choose/), the film, and the scorecard when
+    eval.auto is on. (The step names the stages record; a test holds the two together.)"""
+    return [
+        "plan",
+        *(f"cast/characters/{c.id}" for c in script.characters),
+        *(f"cast/settings/{s.id}" for s in script.settings),
+        *(f"review/{shot.id}" for shot in script.shots()),
+        *(f"choose/{shot.id}" for shot in script.shots()),
+        "assemble",
+        *(["eval"] if config.eval.auto else []),
+    ]
 
 
 def verify(run_dir: str | Path) -> list[Problem]:
-    """Re-hash every recorded output; list what is missing or no longer matches the manifest."""
+    """Re-hash every recorded output; list what is missing or no longer matches the manifest, and each step a
+    finished film needs that the manifest does not record. InputError when there is nothing to verify."""
+    config = open_run(Path(run_dir))
     run = RunFolder(Path(run_dir))
-    if not run.exists(CONFIG):
-        raise InputError(f"{run_dir} is not a run folder (no {CONFIG})")
+    path = run.path(MANIFEST)
+    if not path.is_file():
+        raise InputError(f"nothing to verify: {path} is missing (no step has finished)")
+    try:
+        manifest = Manifest.model_validate_json(path.read_bytes())
+    except ValidationError as exc:
+        raise InputError(f"nothing to verify: {path} is not a manifest ({exc.errors()[0]['msg']}); "
+                         f"`animagent resume {run_dir}` redoes every step") from None
+    if not manifest.steps:
+        raise InputError(f"nothing to verify: {path} records no step")
     problems = []
-    for step, record in sorted(run.manifest.steps.items()):
+    if run.exists(SCRIPT):
+        script = run.read_model(SCRIPT, Script)
+        problems += [Problem(step, step, "not recorded") for step in needed_steps(script, config)
+                     if step not in manifest.steps]
+    else:
+        problems.append(Problem(SCRIPT, "plan", "missing"))
+    for step, record in sorted(manifest.steps.items()):
         for rel, sha in record.outputs.items():
             if not run.exists(rel):
                 problems.append(Problem(rel, step, "missing"))

@@ -7,9 +7,9 @@ and narration. This module owns splicing and the storyboard layout; encoding liv
 
 from __future__ import annotations
 
-import textwrap
 import time
 
+from animagent import fonts
 from animagent.artifacts import Clip, Film, Keyframe, Script
 from animagent.config import Config
 from animagent.runfolder import RunFolder, step_key
@@ -51,15 +51,13 @@ def assemble(
 
 
 def storyboard(script: Script, images: list, keyframes: list[Keyframe], tile: int):
-    """A grid (up to 4 columns) of keyframes, each over a caption with its shot id and narration."""
-    from PIL import Image, ImageDraw, ImageFont
+    """A grid (up to 4 columns) of keyframes, each over a caption with its shot id and narration, in fonts that
+    cover Latin with accents, Cyrillic, Arabic and CJK (animagent/fonts)."""
+    from PIL import Image, ImageDraw
 
-    font = ImageFont.load_default(size=max(10, tile // 24))
-    line_height = font.size + 4
-    chars_per_line = max(12, int(tile / (font.size * 0.55)))
-    captions = [
-        [k.shot, *textwrap.wrap(script.shot(k.shot).narration, chars_per_line)[:4]] for k in keyframes
-    ]
+    size = max(10, tile // 24)
+    line_height = round(size * 1.3)
+    captions = [[k.shot, *fonts.wrap(script.shot(k.shot).narration, tile - 12, size)[:4]] for k in keyframes]
     tile_h = round(tile * images[0].height / images[0].width)
     caption_h = line_height * max(len(c) for c in captions) + 8
     columns = min(4, len(images))
@@ -70,5 +68,5 @@ def storyboard(script: Script, images: list, keyframes: list[Keyframe], tile: in
         x, y = (i % columns) * tile, (i // columns) * (tile_h + caption_h)
         board.paste(image.resize((tile, tile_h)), (x, y))
         for j, line in enumerate(caption):
-            pen.text((x + 6, y + tile_h + 4 + j * line_height), line, fill="black", font=font)
+            fonts.draw_text(pen, (x + 6, y + tile_h + 4 + j * line_height), line, size, "black")
     return board
