@@ -263,6 +263,21 @@ def test_other_4xx_are_not_retried(stub, tmp_path, code):
     assert "\n" not in message
 
 
+# vLLM 0.32's error bodies, as its OpenAI server answered them (tests/vllm/ meets the real ones).
+@pytest.mark.parametrize("code, param, message, setting", [
+    (404, "model", "The model `nope` does not exist. Valid aliases: Qwen/Qwen2.5-VL-7B-Instruct.", "director.model"),
+    (400, "input_tokens", "This model's maximum context length is 16384 tokens. However, your prompt contains at "
+     "least 16385 input tokens", "--max-model-len"),
+    (400, "image", "At most 8 image(s) may be provided in one prompt.", "--limit-mm-per-prompt"),
+])
+def test_a_vllm_refusal_names_the_setting_to_change(stub, tmp_path, code, param, message, setting):
+    stub.play(status(code, json.dumps({"error": {"message": message, "type": "x", "param": param, "code": code}})))
+    with pytest.raises(DirectorUnavailableError) as caught:
+        ask(make(stub, tmp_path))
+    line = str(caught.value)
+    assert setting in line and message[:40] in line and "\n" not in line
+
+
 def test_deadline_exhaustion_is_quick_and_says_how_to_fix(stub, tmp_path):
     stub.play(then=status(503))
     director = OpenAIDirector(make_config(stub.url, deadline_s=0.8), tmp_path / "d.jsonl")  # real clock

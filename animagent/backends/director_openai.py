@@ -128,6 +128,36 @@ class _Completion(BaseModel):
     choices: list[_Choice] = Field(min_length=1)
 
 
+class _Error(BaseModel):
+    message: str = ""
+    param: str | None = None
+
+
+class _ErrorBody(BaseModel):
+    error: _Error
+
+
+# The setting to change when a vLLM server refuses a request, by the `param` its error body names.
+SERVER_SETTINGS = {
+    "model": "set director.model to the name the server serves (`vllm serve --served-model-name`)",
+    "input_tokens": "the prompt does not fit the server's context: raise its --max-model-len "
+                    "(director.max_model_len of `animagent director serve`)",
+    "image": 'raise the server\'s --limit-mm-per-prompt to {"image": 8}, the most images animagent sends',
+}
+
+
+def refusal_line(url: str, response: httpx.Response) -> str:
+    """One line for a request the server refused (a 4xx other than 429), naming the setting to change where the
+    error body says which parameter it refused (vLLM's OpenAI server does)."""
+    try:
+        error = _ErrorBody.model_validate_json(response.content).error
+    except ValidationError:
+        error = _Error(message=response.text)
+    fix = SERVER_SETTINGS.get(error.param or "", "check director.base_url, director.model, director.api_key (or "
+                              "$ANIMAGENT_DIRECTOR_API_KEY) and director.sleep_mode")
+    return f"the director server refused {url} (HTTP {response.status_code}: {error.message[:300]!r}); {fix}"
+
+
 class OpenAIDirector(Director):
     """Director over HTTP. `clock` and `sleep` are injectable so tests can check the backoff schedule."""
 
@@ -206,11 +236,7 @@ class OpenAIDirector(Director):
                     return response
                 failure = f"HTTP {response.status_code} {response.text[:300]!r}"
                 if response.status_code != 429 and response.status_code < 500:
-                    raise DirectorUnavailableError(
-                        f"the director server refused {url}: {failure}; check director.base_url, "
-                        "director.model, director.api_key (or $ANIMAGENT_DIRECTOR_API_KEY) and "
-                        "director.sleep_mode"
-                    )
+                    raise DirectorUnavailableError(refusal_line(url, response))
             delay = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** min(retry, 16)) * random.uniform(0.5, 1.0)
             if self.clock() + delay >= deadline:
                 raise DirectorUnavailableError(
