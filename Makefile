@@ -4,7 +4,9 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 # The CPU build of torch: a plain `pip install torch` would pull gigabytes of CUDA packages.
 TORCH  ?= torch==2.13.0
-STORY  ?= examples/stories/lantern.txt
+# The demo renders a hand-written script of the bundled story (7 shots, 2 characters): planning is shown by
+# `animagent run examples/stories/lantern.txt --profile tiny`, whose random tiny director writes noise scripts.
+DEMO   ?= examples/scripts/lantern
 
 .PHONY: install dev demo test lint clean
 
@@ -19,7 +21,7 @@ install: $(BIN)/animagent
 
 demo: install
 	$(BIN)/animagent weights make-tiny
-	$(BIN)/animagent run $(STORY) --profile tiny --out runs/demo
+	$(BIN)/animagent run --script $(DEMO).json --config $(DEMO).yaml --profile tiny --out runs/demo
 
 test: install
 	$(BIN)/python -m pytest -q
