@@ -67,6 +67,7 @@ class Character(Artifact):
     id: Slug
     name: str = Field(min_length=1, max_length=80)
     appearance: str = Field(min_length=1, max_length=600, description="fixed appearance text used in every prompt")
+    voice: str | None = Field(None, max_length=40, description="the voice id this character speaks in; None: not cast")
 
 
 class Setting(Artifact):
@@ -89,6 +90,7 @@ class Shot(Artifact):
     camera: Camera
     motion: Motion
     duration_s: int = Field(ge=1, le=30)
+    speaker: Slug | None = Field(None, description="the character who speaks the narration; None: the narrator")
 
     @model_validator(mode="after")
     def _unique_characters(self) -> Shot:
@@ -115,6 +117,9 @@ class Script(Artifact):
     characters: tuple[Character, ...] = Field(min_length=1)
     settings: tuple[Setting, ...] = Field(min_length=1)
     scenes: tuple[Scene, ...] = Field(min_length=1)
+    narrator_voice: str | None = Field(
+        None, max_length=40, description="the voice id of the narrator; None: voices are not cast yet"
+    )
 
     @model_validator(mode="after")
     def _references(self) -> Script:
@@ -136,6 +141,8 @@ class Script(Artifact):
                     raise ValueError(
                         f"shot {shot.id} names character '{placement.character}', not one of {sorted(characters)}"
                     )
+            if shot.speaker is not None and shot.speaker not in characters:
+                raise ValueError(f"shot {shot.id} is spoken by '{shot.speaker}', not one of {sorted(characters)}")
         return self
 
     def shots(self) -> list[Shot]:
@@ -152,6 +159,35 @@ class Script(Artifact):
 
     def setting(self, setting_id: str) -> Setting:
         return next(s for s in self.settings if s.id == setting_id)
+
+
+class ShotSpeech(Artifact):
+    """One shot's sound: its narration spoken from the shot's first frame, then silence to the shot's end."""
+
+    shot: Slug
+    audio: RelPath = Field(description="16-bit mono WAV lasting exactly `frames` at the film's fps")
+    voice: str = Field(description="the voice id that spoke it")
+    speech_s: float = Field(ge=0.0, description="seconds of speech from the shot's start; 0: nothing to say")
+    frames: int = Field(ge=1, description="the shot's length: its planned seconds, or its speech plus the pause")
+    fps: int = Field(ge=1)
+    sample_rate: int = Field(ge=1)
+
+    @property
+    def duration_s(self) -> float:
+        return self.frames / self.fps
+
+
+class Narration(Artifact):
+    """Every shot's speech, in film order: the lengths the animator and assemble fit the shots to."""
+
+    sample_rate: int = Field(ge=1)
+    shots: tuple[ShotSpeech, ...] = Field(min_length=1)
+
+    def shot(self, shot_id: str) -> ShotSpeech:
+        for speech in self.shots:
+            if speech.shot == shot_id:
+                return speech
+        raise KeyError(shot_id)
 
 
 class Pick(Artifact):

@@ -65,9 +65,9 @@ def fit(samples: np.ndarray, length: int) -> np.ndarray:
     return np.concatenate([samples.astype(np.float32), np.zeros(length - len(samples), dtype=np.float32)])
 
 
-def span(first_frame: int, last_frame: int, fps: int, sample_rate: int) -> int:
-    """Samples between two frame boundaries: each boundary is rounded to a sample once, so spans tile a film."""
-    return round(last_frame * sample_rate / fps) - round(first_frame * sample_rate / fps)
+def samples_for(frames: int, fps: int, sample_rate: int) -> int:
+    """Samples as long as `frames` video frames (rounded: off by at most half a sample per shot)."""
+    return round(frames * sample_rate / fps)
 
 
 def write_wav(path: Path, samples: np.ndarray, sample_rate: int) -> None:

@@ -4,7 +4,8 @@ A library entry is a name, optional description and one or more reference images
 the same name (compared as slugs: "Mira", "mira" and "MIRA!" match), the cast stage copies the entry's images
 into the run instead of drawing candidates: the first image becomes the character's sheet (its IP-Adapter
 reference), every image goes into the run's memory, and a description replaces the script's appearance text in
-prompts. The entry's image hashes enter the cast step's key, so editing an entry redoes that character (and what
+prompts. An entry also keeps the voice the character was first cast in, so it sounds the same in every story.
+The entry's image hashes enter the cast step's key, so editing an entry redoes that character (and what
 depends on it) on resume; removing it makes the story draw the character again.
 
 Where it lives: `cast.library` in the config, else `$ANIMAGENT_HOME/cast`, else `~/.local/share/animagent/cast`.
@@ -39,6 +40,7 @@ class LibraryEntry(Artifact):
     description: str | None = Field(None, max_length=600)
     images: tuple[str, ...] = Field(min_length=1, max_length=MAX_IMAGES, description="file names in the entry folder")
     sha256: tuple[str, ...] = Field(min_length=1, max_length=MAX_IMAGES)
+    voice: str | None = Field(None, max_length=40, description="the voice id it speaks in, kept across stories")
 
 
 def library_root(explicit: str | Path | None = None) -> Path:
@@ -117,6 +119,16 @@ def image_paths(entry: LibraryEntry, root: Path | None = None) -> list[Path]:
         if not path.is_file() or sha256_file(path) != sha:
             raise InputError(f"cast library image {path} is missing or changed; re-add it with `animagent cast add`")
     return paths
+
+
+def set_voice(entry: LibraryEntry, voice: str, root: Path | None = None) -> LibraryEntry:
+    """Record the voice `entry`'s character speaks in (the speak stage does, the first time it casts it)."""
+    library = RunFolder(library_root(root))
+    updated = entry.model_copy(update={"voice": voice})
+    with library.lock():
+        library.write_model(f"{entry.id}/{ENTRY}", updated)
+    log.info("cast library: %s speaks in %s", entry.name, voice)
+    return updated
 
 
 def remove(name: str, root: Path | None = None) -> LibraryEntry:

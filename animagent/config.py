@@ -217,6 +217,21 @@ class AssembleConfig(_Section):
     crf: int = Field(18, ge=0, le=51)
     preset: str = "medium"
     storyboard_tile: int = Field(384, ge=64, le=1024, description="storyboard tile width in pixels")
+    voice: bool = Field(
+        True, description="speak each shot's narration (the voice section) into film.mp4's audio track and fit the "
+        "shot to its speech; false: subtitles only, shots keep their planned lengths",
+    )
+
+
+class VoiceConfig(_Section):
+    weights: str = Field("kokoro_82m", description="registry name of the text-to-speech model")
+    speed: float = Field(1.0, ge=0.5, le=2.0, description="speaking rate; 1.0 is the voice's own")
+    loudness_lufs: float = Field(
+        -16.0, ge=-40.0, le=-6.0, description="integrated loudness (ITU-R BS.1770) every shot's speech is set to"
+    )
+    pause_s: float = Field(
+        0.5, ge=0.0, le=5.0, description="silence after a shot's speech: a shot lasts at least its speech plus this"
+    )
 
 
 class EvalConfig(_Section):
@@ -243,6 +258,7 @@ class Config(_Section):
     segmenter: SegmenterConfig = SegmenterConfig()
     animator: AnimatorConfig = AnimatorConfig()
     assemble: AssembleConfig = AssembleConfig()
+    voice: VoiceConfig = VoiceConfig()
     gpu: GpuConfig = GpuConfig()
     eval: EvalConfig = EvalConfig()
 

@@ -6,7 +6,7 @@ of the ids planned earlier, durations an enum of allowed seconds, and presence o
 key (a box or null) — a reply can only reference what exists and can never name anything twice; a pick's
 index is bounded by the number of candidates shown. Tasks: refine, style, script (plan); pick (cast images),
 clip_pick (top-k clips), verdict (a keyframe candidate), base and context (DreamFactory's keyframe iteration),
-motion (a shot's clip), keyframe_style (CSSC).
+motion (a shot's clip), keyframe_style (CSSC), voice (the narrator's and characters' voices, each shot's speaker).
 This module owns the output shapes; prompts are data files and the retry loop is in backends/director.py.
 """
 
@@ -174,3 +174,38 @@ class MotionDecision(TaskOutput):
 
 class KeyframeStyle(TaskOutput):
     style_class: StyleClass
+
+
+# --- voice: a voice for the narrator and each character, and who speaks each shot's narration ---------------
+
+
+def voice_output(
+    voice_ids: list[str], character_ids: list[str], shots: list[tuple[str, list[str]]]
+) -> type[TaskOutput]:
+    """The casting schema for one story: every voice is an enum of the voice model's ids, every character id a
+    required key, and each shot's speaker one of "narrator" and the characters present in that shot."""
+    voice = Literal[tuple(voice_ids)]  # type: ignore[valid-type]
+    characters = create_model(
+        "CharacterVoices",
+        __base__=TaskOutput,
+        **{f"c{i}": (voice, Field(alias=cid, description=f"the voice {cid} speaks in"))
+           for i, cid in enumerate(character_ids)},
+    )
+    speakers = create_model(
+        "ShotSpeakers",
+        __base__=TaskOutput,
+        **{
+            f"s{i}": (
+                Literal[("narrator", *present)],  # type: ignore[valid-type]
+                Field(alias=sid, description=f"who speaks shot {sid}"),
+            )
+            for i, (sid, present) in enumerate(shots)
+        },
+    )
+    return create_model(
+        "VoiceCasting",
+        __base__=TaskOutput,
+        narrator=(voice, Field(description="the voice that tells the story")),
+        characters=(characters, ...),
+        speakers=(speakers, ...),
+    )

@@ -126,8 +126,8 @@ def write_film(
 
     Each shot gets one cue, its narration with line breaks turned into spaces, shown from the shot's first
     frame until its speech ends (`speech_s`), or until its last frame ends when it has no speech. A shot's
-    audio covers exactly its frames (each frame boundary rounded to a sample once, so the shots' samples tile
-    the track and audio and video end together), padded with silence and faded in and out over 10 ms.
+    audio is faded in and out over 10 ms and padded with silence to its frames' length rounded to a sample, so
+    audio and video end together (to half a sample per shot).
     """
     from animagent import audio
 
@@ -152,7 +152,7 @@ def write_film(
         if (shot.audio is not None) != with_audio:
             raise ValueError(f"shot {i} {'has' if shot.audio is not None else 'lacks'} audio, shot 0 does not")
         if shot.audio is not None:
-            length = audio.span(first, last, fps, sample_rate)
+            length = audio.samples_for(len(shot.frames), fps, sample_rate)
             if len(shot.audio) > length:
                 raise ValueError(f"shot {i}: {len(shot.audio)} audio samples are longer than its "
                                  f"{len(shot.frames)} frames ({length} samples at {sample_rate} Hz)")

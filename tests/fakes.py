@@ -52,6 +52,7 @@ _TASKS = (
     ("This is the keyframe of the previous shot", "context"),
     ("Choose how much motion", "motion"),
     ("Classify the visual style", "keyframe_style"),
+    ("Cast the voices", "voice"),
 )
 
 

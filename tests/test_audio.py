@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from animagent.audio import PEAK, fade, fit, loudness, normalize, read_wav, span, write_wav
+from animagent.audio import PEAK, fade, fit, loudness, normalize, read_wav, samples_for, write_wav
 
 SR = 24000
 
@@ -59,10 +59,10 @@ def test_fit_pads_with_silence_and_refuses_longer_audio() -> None:
         fit(np.ones(11, np.float32), 10)
 
 
-def test_spans_tile_a_film_at_any_frame_rate() -> None:
-    bounds = [0, 7, 19, 20, 51]
-    assert sum(span(a, b, 7, SR) for a, b in zip(bounds, bounds[1:])) == round(51 * SR / 7)
-    assert span(0, 24, 24, SR) == SR
+def test_samples_for_frames_at_any_frame_rate() -> None:
+    assert samples_for(24, 24, SR) == SR
+    assert samples_for(3, 7, SR) == round(3 * SR / 7)
+    assert samples_for(5, 8, SR) == 15000
 
 
 def test_wav_round_trip_is_exact_to_16_bits_and_byte_identical(tmp_path: Path) -> None:
