@@ -95,6 +95,23 @@ def test_keyframe_style_is_one_of_the_seven_classes(director):
     assert reply.style_class in get_args(StyleClass)
 
 
+def test_voice_casting_names_only_the_models_voices_and_present_speakers(director):
+    from animagent.config import load_config
+    from animagent.stages.speak import _variables, voice_ids
+    from animagent.tasks import voice_output
+    from tests.test_speak import three_shots
+
+    script, valid = three_shots(), voice_ids(load_config("tiny"))
+    shots = [(s.id, [p.character for p in s.characters]) for s in script.shots()]
+    output = voice_output(valid, ["mira", "tobin"], shots)
+    for seed in SEEDS:
+        reply = director.ask("voice", _variables(script, valid), output, seed=seed)
+        assert reply.narrator in valid
+        assert set(reply.characters.model_dump(by_alias=True).values()) <= set(valid)
+        speakers = reply.speakers.model_dump(by_alias=True)
+        assert speakers["s01_k1"] in ("narrator", "mira") and speakers["s01_k3"] in ("narrator", "mira")
+
+
 def test_every_task_has_a_template_and_the_fake_director_knows_it():
     from animagent.backends.director import render_prompt
     from tests.fakes import _TASKS
