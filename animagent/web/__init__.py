@@ -23,18 +23,34 @@ def serve(run_dir: Path, port: int, on_ready: Callable[[str], None]) -> None:
     from animagent.runs import open_run
 
     try:
-        import uvicorn
+        import uvicorn  # noqa: F401
 
-        from animagent.web.app import make_app, new_token
+        from animagent.web.app import new_token
     except ImportError as exc:
         raise MissingError(f"the review page needs Starlette and uvicorn ({exc.name} is missing): {INSTALL}") from None
     open_run(run_dir)  # InputError (exit 2) when it is not a run folder
     sock = bind(port)
     token = new_token()
-    server = uvicorn.Server(uvicorn.Config(make_app(run_dir, token, port), log_level="warning",
-                                           timeout_graceful_shutdown=2))
+    server = make_server(run_dir, token, sock)
     on_ready(f"http://127.0.0.1:{port}/?token={token}")
     server.run(sockets=[sock])
+
+
+def make_server(run_dir: Path, token: str, sock: socket.socket):
+    """A uvicorn server of the review page for the bound socket `sock`; run it with `.run(sockets=[sock])`."""
+    import uvicorn
+
+    from animagent.web.app import make_app
+
+    app = make_app(run_dir, token, sock.getsockname()[1])
+    page = app.app.state.page
+
+    class Server(uvicorn.Server):
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            page.closing.set()  # open event streams end, so a page left open does not hold the shutdown
+            await super().shutdown(sockets=sockets)
+
+    return Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=5))
 
 
 def bind(port: int) -> socket.socket:

@@ -22,6 +22,7 @@ import hmac
 import json
 import logging
 import secrets
+import threading
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -52,7 +53,7 @@ HEADERS = {
                                "script-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
     "x-frame-options": "DENY",
     "x-content-type-options": "nosniff",
-    "referrer-policy": "no-referrer",
+    "referrer-policy": "same-origin",  # "no-referrer" makes Chromium send Origin: null with our own forms
     "cache-control": "no-store",
 }
 
@@ -146,6 +147,7 @@ class ReviewPage:
         self.run = RunFolder(root)
         self.csrf = csrf_token(token)
         self.jobs = Jobs(root)
+        self.closing = threading.Event()  # set when the server shuts down: event streams end
         self.templates = Jinja2Templates(directory=HERE / "templates")
         self.templates.env.globals["url"] = self.url
 
@@ -207,7 +209,7 @@ class ReviewPage:
                 for record in latest.values():
                     yield sse("progress", record, offset)
             status = None
-            while True:
+            while not self.closing.is_set():
                 records, offset = read_events(path, offset)
                 for record, at in records:
                     yield sse(str(record.get("event", "message")), record, at)
