@@ -157,3 +157,47 @@ def test_a_pickle_in_a_model_folder_is_never_unpickled(tiny_all, tmp_path):
     result = _run_cli(tmp_path / "run", root)
     assert result.returncode == 4  # the registry's safetensors file is missing: refused before loading
     assert not marker.exists()
+
+
+def test_sigterm_stops_like_ctrl_c_and_resume_gives_the_same_film(golden, tiny_all, tmp_path):
+    """`docker stop` sends SIGTERM: exit 143, the lock released, no half-written file; resume finishes the film."""
+    import signal
+    import time
+
+    out = tmp_path / "run"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    argv = [sys.executable, "-m", "animagent.cli", "run", "--script", SCRIPT, "--profile", "tiny",
+            "--set", f"weights.root={tiny_all}", "--out", str(out)]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    while "memory" not in RunFolder(out).manifest.steps:  # cast done; draw, animate and assemble to go
+        assert proc.poll() is None, proc.stderr.read()[-500:]
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 143, stderr[-500:]
+    assert f"terminated; continue with: animagent resume {out}" in stderr and "Traceback" not in stderr
+    assert not (out / ".lock").exists() and RunFolder(out).stray_temp_files() == []
+    assert "assemble" not in RunFolder(out).manifest.steps
+
+    resumed = subprocess.run([sys.executable, "-m", "animagent.cli", "resume", str(out)], capture_output=True,
+                             text=True, env=env, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-500:]
+    assert _outputs(out) == _outputs(golden)
+    # no terminal: a line per shot and per finished stage, with its count and elapsed time
+    lines = resumed.stderr.splitlines()
+    assert any(line.split()[:3] == ["animate", "2/2", "done"] and line.endswith(" s") for line in lines), lines
+    assert any(line.split()[:2] == ["animate", "1/2"] for line in lines)
+
+
+def test_verify_names_each_step_a_film_needs_that_is_not_recorded(golden, tmp_path):
+    from animagent.artifacts import Script
+    from animagent.runs import needed_steps, open_run
+
+    script = Script.model_validate_json((golden / "script.json").read_text())
+    assert set(needed_steps(script, open_run(golden))) <= set(RunFolder(golden).manifest.steps)  # names agree
+    run_dir = tmp_path / "run"
+    shutil.copytree(golden, run_dir)
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    del manifest["steps"]["choose/s01_k2"]
+    (run_dir / "manifest.json").write_text(json.dumps(manifest))
+    assert [(p.path, p.what) for p in runs.verify(run_dir)] == [("choose/s01_k2", "not recorded")]
