@@ -27,7 +27,6 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 from starlette.applications import Starlette
-from starlette.datastructures import URL
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import FileResponse, PlainTextResponse, RedirectResponse, Response, StreamingResponse
@@ -36,7 +35,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from animagent.errors import InputError, RunLockedError
-from animagent.runfolder import LOCK, TMP_PREFIX, RunFolder
+from animagent.runfolder import RunFolder
 from animagent.web import actions, view
 from animagent.web.jobs import Jobs
 
@@ -113,8 +112,8 @@ class Guard:
         given = request.query_params.get("token")
         if given is not None and request.method == "GET":  # first visit: keep the token in a cookie, drop it from the URL
             query = urlencode([(k, v) for k, v in request.query_params.multi_items() if k != "token"])
-            response = RedirectResponse(URL(scope=scope).replace(query=query).path + (f"?{query}" if query else ""),
-                                        status_code=303, headers=HEADERS)
+            response = RedirectResponse(request.url.path + (f"?{query}" if query else ""), status_code=303,
+                                        headers=HEADERS)
             response.set_cookie(self.cookie, self.token, httponly=True, samesite="strict", path="/")
             await response(scope, receive, send)
             return
@@ -176,13 +175,14 @@ class ReviewPage:
         rel = request.path_params["rel"]
         parts = rel.split("/")
         suffix = Path(rel).suffix.lower()
+        # hidden names are the lock and temp files: never served, whatever their suffix
         if any(p in ("", ".", "..") or p.startswith(".") for p in parts) or suffix not in SERVED:
             raise HTTPException(404, f"not served: {rel}")
         try:
             path = self.run.path(rel)
         except InputError:
             raise HTTPException(404, f"not served: {rel} leads outside the run folder") from None
-        if not path.is_file() or path.name == LOCK or path.name.startswith(TMP_PREFIX):
+        if not path.is_file():
             raise HTTPException(404, f"no such file in the run folder: {rel}")
         return FileResponse(path, media_type=SERVED[suffix])
 
