@@ -238,6 +238,23 @@ def test_denoise_oom_offloads_then_fails_as_a_resource_error(faulty) -> None:
         _animate(b)
 
 
+def test_cpu_offload_starts_with_a_tiled_vae_and_has_no_rungs_left(tiny_model, monkeypatch) -> None:
+    from animagent.backends.animator_wan import WanAnimator
+
+    tiny_model("wan2_2_ti2v_5b")
+    monkeypatch.setenv("ANIMAGENT_FAULT", "oom@decode:1")
+    faults._passes.clear()
+    config = _config(tiny_model.root)
+    config = config.model_copy(update={"animator": config.animator.model_copy(update={"cpu_offload": True})})
+    a = WanAnimator(config, tiny_model.root)
+    try:
+        assert a._pipe.vae.use_tiling
+        with pytest.raises(ResourceError, match="decode"):
+            _animate(a)
+    finally:
+        a.close()
+
+
 def test_degrading_halves_the_frames_only_when_allowed(faulty) -> None:
     a, _ = faulty("oom@animator:1,oom@animator:2", allow_degrade=True)
     assert len(_animate(a, duration_s=1.0)) == 13  # 25 frames, then 4k+1 near half: 13
