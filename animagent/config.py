@@ -67,11 +67,14 @@ class DirectorConfig(_Section):
     model: str | None = Field(None, description="served model name; default the weights' Hub repo id")
     timeout_s: float = Field(120.0, gt=0, le=3600, description="one request's timeout")
     deadline_s: float = Field(
-        600.0, gt=0, le=86400, description="total time one request may spend on transport retries (per attempt)"
+        60.0, gt=0, le=86400,
+        description="total time one request may spend on transport retries: how long a server that went away "
+        "mid-run is waited for",
     )
     sleep_mode: bool = Field(False, description="the server has vLLM's /sleep and /wake_up endpoints")
-    box_convention: Literal["qwen2.5", "qwen3"] = Field(
-        "qwen2.5", description="qwen2.5: absolute pixels of the resized image; qwen3: 0-1000 relative"
+    box_convention: Literal["qwen2.5", "qwen3", "llava"] = Field(
+        "qwen2.5",
+        description="qwen2.5: absolute pixels of the resized image; qwen3: 0-1000 relative; llava: 0-1 fractions",
     )
     max_pixels: int = Field(1024 * 28 * 28, ge=4 * 28 * 28, description="image pixel budget for the director")
     gpu_memory_utilization: float = Field(0.35, gt=0, le=0.95, description="vLLM's share of the GPU")

@@ -382,6 +382,16 @@ def test_cli_refuses_a_folder_that_is_not_a_run(tmp_path):
     assert "is not a run folder" in result.output and len(result.output.strip().splitlines()) == 1
 
 
+def test_the_server_listens_on_127_0_0_1_only():
+    from animagent.web import bind
+
+    sock = bind(0)
+    try:
+        assert sock.getsockname()[0] == "127.0.0.1"
+    finally:
+        sock.close()
+
+
 def test_cli_refuses_a_port_in_use_naming_another(run_dir):
     from animagent.web import bind
 

@@ -21,7 +21,12 @@ function bar(stage) {
 function landed(rel) {
   const url = `/run/${rel}?v=${Date.now()}`;
   for (const el of document.querySelectorAll("[data-rel]")) {
-    if (el.dataset.rel === rel) el.src = url;
+    if (el.dataset.rel !== rel) continue;
+    el.src = url;
+    if (el.hidden) {  // a storyboard tile drawn after the page was loaded
+      el.hidden = false;
+      el.parentElement.querySelector(".pending")?.remove();
+    }
   }
   if (!rel.endsWith(".png")) return;
   const section = document.getElementById("landed");
