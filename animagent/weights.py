@@ -209,6 +209,35 @@ MODELS: dict[str, ModelSpec] = {
             "apache-2.0",
             "director (alternative): Qwen3-VL-8B-Instruct (box_convention qwen3)",
         ),
+        # Revision: the snapshot public code loads from the HF cache
+        # (models--llava-hf--llava-onevision-qwen2-7b-ov-hf/snapshots/0d50680..., in several unrelated repos).
+        # Files: what transformers' convert_llava_onevision_weights_to_hf.py saves (model + processor, four 5 GB
+        # shards of the 8B fp16 model); sizes not captured.
+        ModelSpec(
+            "llava_onevision_7b",
+            "llava-hf/llava-onevision-qwen2-7b-ov-hf",
+            "0d50680527681998e456c7b78950205bedd8a068",
+            _files(
+                "added_tokens.json",
+                "chat_template.json",
+                "config.json",
+                "generation_config.json",
+                "merges.txt",
+                "model-00001-of-00004.safetensors",
+                "model-00002-of-00004.safetensors",
+                "model-00003-of-00004.safetensors",
+                "model-00004-of-00004.safetensors",
+                "model.safetensors.index.json",
+                "preprocessor_config.json",
+                "processor_config.json",
+                "special_tokens_map.json",
+                "tokenizer.json",
+                "tokenizer_config.json",
+                "vocab.json",
+            ),
+            "apache-2.0",
+            "director (alternative): LLaVA-OneVision-Qwen2-7B (box_convention llava)",
+        ),
         ModelSpec(
             "sam_vit_h",
             "facebook/sam-vit-huge",

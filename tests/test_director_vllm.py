@@ -1,5 +1,5 @@
 """The in-process `vllm` director kind: what can be checked without vLLM (the install hint, the engine and
-sampling arguments). Its calls into vLLM run only on a GPU machine with vLLM installed."""
+sampling arguments). Its calls into vLLM run in tests/vllm/ (`make test-vllm`, vLLM's CPU build)."""
 
 from __future__ import annotations
 
@@ -33,7 +33,13 @@ def test_engine_args_are_local_bounded_and_without_remote_code(tmp_path):
         "enable_sleep_mode": True,
         "trust_remote_code": False,
         "generation_config": "vllm",
+        "structured_outputs_config": {"backend": "xgrammar", "disable_any_whitespace": True},
     }
+
+
+def test_engine_args_on_cpu_suit_vllms_cpu_build(tmp_path):
+    args = engine_args(Config(device="cpu", dtype="float32"), tmp_path / "model")
+    assert args["enable_sleep_mode"] is False and args["enforce_eager"] is True and args["dtype"] == "float32"
 
 
 def test_sampling_args_bound_the_reply():

@@ -25,22 +25,31 @@ log = logging.getLogger(__name__)
 # Images one director prompt may carry (vLLM reserves memory for this many). The largest task, picking
 # among the top-k clips, shows a few frames of each.
 MAX_IMAGES_PER_PROMPT = 8
+# The grammar the transformers kind compiles (no whitespace between tokens): a model that is unsure, the tiny
+# random one always, otherwise fills max_tokens with whitespace the JSON grammar allows. serve.py passes it too.
+STRUCTURED_OUTPUTS = {"backend": "xgrammar", "disable_any_whitespace": True}
 
 
 def engine_args(config: Config, model_folder: Path) -> dict[str, Any]:
     """Keyword arguments of `vllm.LLM` for the config's director."""
     director = config.director
-    return {
+    args: dict[str, Any] = {
         "model": str(model_folder),
         "max_model_len": director.max_model_len,
         "limit_mm_per_prompt": {"image": MAX_IMAGES_PER_PROMPT},
         "gpu_memory_utilization": director.gpu_memory_utilization,
-        "enable_sleep_mode": True,
+        # vLLM's CPU build has no sleep mode (it refuses enable_sleep_mode); on CPU nothing waits for the GPU.
+        "enable_sleep_mode": config.device != "cpu",
         "trust_remote_code": False,
         # vLLM's own sampling defaults, not the model's generation_config.json (Qwen2.5-VL's sets top_k=1,
         # which would make every re-ask greedy): temperature and seed below are the only sampling knobs.
         "generation_config": "vllm",
+        "structured_outputs_config": STRUCTURED_OUTPUTS,
     }
+    if config.device == "cpu":
+        # the tiny weights' float32, and no torch.compile warm-up (40-70 s that a tiny model never pays back)
+        args |= {"dtype": config.dtype, "enforce_eager": True}
+    return args
 
 
 def sampling_args(director: DirectorConfig, seed: int) -> dict[str, Any]:
@@ -58,7 +67,9 @@ class VLLMDirector(Director):
         except ImportError:
             raise MissingError("the vllm director needs vLLM: pip install 'animagent[vllm]'") from None
         folder = model_dir(config.weights_root(), config.director.weights, config.weights.flavor)
-        self.llm = vllm.LLM(**engine_args(config, folder))
+        args = engine_args(config, folder)
+        self.llm = vllm.LLM(**args)
+        self._can_sleep = args["enable_sleep_mode"]
         self._parked = False
 
     def _complete(self, messages: list[Message], schema: dict[str, Any], seed: int) -> Reply:
@@ -73,8 +84,8 @@ class VLLMDirector(Director):
         return Reply(completion.text, completion.finish_reason)
 
     def sleep(self) -> None:
-        """vLLM's own sleep mode (enabled in `engine_args`): the weights wait in CPU memory."""
-        if self._parked:
+        """vLLM's own sleep mode (enabled in `engine_args` off CPU): the weights wait in CPU memory."""
+        if self._parked or not self._can_sleep:
             return
         started = time.perf_counter()
         self.llm.sleep(level=1)

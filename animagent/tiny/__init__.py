@@ -31,6 +31,7 @@ BUILDERS: dict[str, Callable[[Path], None]] = {
     "wan2_2_ti2v_5b": _lazy("wan", "build_wan"),
     "qwen2_5_vl_7b": _lazy("director", "build_qwen2_5_vl"),
     "qwen3_vl_8b": _lazy("director_qwen3", "build_qwen3_vl"),
+    "llava_onevision_7b": _lazy("llava", "build_llava_onevision"),
     "sam_vit_h": _lazy("vision", "build_sam"),
     "clip_vit_l": _lazy("vision", "build_clip"),
     "dinov2_base": _lazy("dino", "build_dinov2"),
