@@ -228,3 +228,40 @@ def test_the_film_carries_the_speech_and_its_cues_end_with_it(tmp_path, config, 
         else:
             assert not active and cue.end_s == pytest.approx(end, abs=1e-3)
         start = end
+
+
+def test_kill_9_mid_speech_then_resume_gives_the_same_bytes(tmp_path, config, voice) -> None:
+    """SIGKILL after the second shot's wav is written but before it is renamed into place; the rerun keeps the
+    first shot, leaves no temp file, and every wav is byte-identical to a run that was never killed."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    script = cast(tmp_path, config)
+    (tmp_path / "script.json").write_text(script.model_dump_json())
+    (tmp_path / "config.json").write_text(config.model_dump_json())
+    child = (
+        "import sys; from pathlib import Path\n"
+        "from animagent.artifacts import Script\nfrom animagent.config import Config\n"
+        "from animagent.runfolder import RunFolder\nfrom animagent.stages import no_progress\n"
+        "from animagent.stages.speak import speak\nfrom animagent.backends.voice_kokoro import KokoroVoice\n"
+        "d = Path(sys.argv[1]); config = Config.model_validate_json((d / 'config.json').read_text())\n"
+        "script = Script.model_validate_json((d / 'script.json').read_text())\n"
+        "v = KokoroVoice(config, config.weights_root())\n"
+        "speak(script, RunFolder(d / 'killed'), lambda: v, config, [], no_progress)\n"
+    )
+    # writes: wav, json, manifest per shot -> the 4th write is shot 2's wav
+    env = dict(os.environ, ANIMAGENT_FAULT="kill@write:4")
+    done = subprocess.run([sys.executable, "-c", child, str(tmp_path)], env=env, capture_output=True, timeout=600)
+    assert done.returncode == -signal.SIGKILL, done.stderr.decode()[-2000:]
+    killed = RunFolder(tmp_path / "killed")
+    assert list(killed.manifest.steps) == ["speak/s01_k1"]
+    voice.said.clear()
+    with killed.lock():  # taking the lock removes the temp file the kill left
+        speak(script, killed, lambda: voice, config, [], no_progress)
+    assert len(voice.said) == 2 and not killed.stray_temp_files()
+    clean = RunFolder(tmp_path / "clean")
+    speak(script, clean, lambda: voice, config, [], no_progress)
+    for shot in script.shots():
+        assert killed.sha(f"speech/{shot.id}.wav") == clean.sha(f"speech/{shot.id}.wav")
