@@ -46,6 +46,17 @@ def normalize(samples: np.ndarray, sample_rate: int, target_lufs: float) -> np.n
     return (samples * gain).astype(np.float32)
 
 
+def trim(samples: np.ndarray, sample_rate: int, below_db: float = -40.0, keep_s: float = FADE_S) -> np.ndarray:
+    """`samples` without the near-silence at either end (samples more than `below_db` under the clip's peak),
+    keeping `keep_s` of it on each side: a TTS model's lead-in and tail, so speech starts where its cue does."""
+    peak = float(np.max(np.abs(samples))) if len(samples) else 0.0
+    if peak == 0.0:
+        return samples[:0].astype(np.float32)
+    loud = np.flatnonzero(np.abs(samples) >= peak * 10 ** (below_db / 20))
+    keep = round(keep_s * sample_rate)
+    return samples[max(0, loud[0] - keep) : loud[-1] + 1 + keep].astype(np.float32)
+
+
 def fade(samples: np.ndarray, sample_rate: int, seconds: float = FADE_S) -> np.ndarray:
     """Raised-cosine fade-in and fade-out of `seconds` (shortened to half the clip for a very short one)."""
     n = min(round(seconds * sample_rate), len(samples) // 2)

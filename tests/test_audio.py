@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from animagent.audio import PEAK, fade, fit, loudness, normalize, read_wav, samples_for, write_wav
+from animagent.audio import PEAK, fade, fit, loudness, normalize, read_wav, samples_for, trim, write_wav
 
 SR = 24000
 
@@ -73,3 +73,12 @@ def test_wav_round_trip_is_exact_to_16_bits_and_byte_identical(tmp_path: Path) -
     back, rate = read_wav(tmp_path / "a.wav")
     assert rate == SR and len(back) == len(samples)
     assert np.abs(back - np.clip(samples, -1, 1)).max() <= 1 / 32767
+
+
+def test_trim_drops_near_silent_ends_and_keeps_a_margin() -> None:
+    speech = np.concatenate([np.full(2400, 1e-4), noise(0.5, 0.2), np.full(4800, -1e-4)]).astype(np.float32)
+    out = trim(speech, SR, below_db=-40.0, keep_s=0.01)
+    assert len(speech) - len(out) == pytest.approx(2400 + 4800 - 2 * 240, abs=20)
+    assert len(trim(np.zeros(100, np.float32), SR)) == 0
+    loud = noise(0.2, 0.2)
+    assert np.array_equal(trim(loud, SR), loud)

@@ -10,9 +10,10 @@ A library character cast here for the first time has its voice written into its 
 the next story.
 
 `speak` then speaks each shot (step `speak/<shot>`: its narration, voice, the voice settings, the film's fps and
-planned length), normalises it to `voice.loudness_lufs`, fades its ends, and writes `speech/<shot>.wav`: the
-speech from the shot's first sample, then silence to the shot's end. A shot lasts its planned seconds, or its
-speech plus `voice.pause_s` when that is longer (rounded up to whole frames); a shot with nothing to say
+planned length), trims the model's near-silent lead-in and tail, normalises it to `voice.loudness_lufs`, fades
+its ends, and writes `speech/<shot>.wav`: the speech from the shot's first sample, then silence to the shot's
+end. A shot lasts its planned seconds, or its speech plus `voice.pause_s` when that is longer (rounded up to
+whole frames); a shot with nothing to say
 (empty narration, only punctuation or emoji) is silence of its planned length. The fitted lengths come back as
 a `Narration`, which animate and assemble use instead of the script's seconds; the subtitle cue of a shot ends
 with its speech. This module owns casting and timing; the voice backend speaks and animagent/audio.py does the
@@ -137,7 +138,7 @@ def speak(
             backend = voice()
             rate = backend.sample_rate
             speech = backend.speak(shot.narration, voice_id, settings.speed, seed)
-            speech = audio.fade(audio.normalize(speech, rate, settings.loudness_lufs), rate)
+            speech = audio.fade(audio.normalize(audio.trim(speech, rate), rate, settings.loudness_lufs), rate)
             speech_s = len(speech) / rate
             frames = max(planned, math.ceil((speech_s + settings.pause_s) * fps)) if len(speech) else planned
             if not len(speech):
