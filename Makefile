@@ -41,4 +41,4 @@ lint: install
 	$(BIN)/ruff check animagent tests scripts
 
 clean:
-	rm -rf $(VENV) runs weights/tiny
+	rm -rf $(VENV) $(VLLM_VENV) runs weights/tiny

@@ -61,13 +61,19 @@ def test_a_whole_tiny_run_through_vllm_serve(qwen, tiny_weights, tmp_path):
 
 
 def test_a_wrong_model_name_is_exit_4_naming_director_model_and_the_run_resumes(qwen, tiny_weights, tmp_path):
-    out = ["plan", str(STORY), "--profile", "tiny", "--out", str(tmp_path / "run"), *openai_sets(qwen, tiny_weights)]
-    wrong = animagent(*out, "--set", "director.model=qwen-typo", env=qwen.env())
+    run = tmp_path / "run"
+    wrong = animagent("plan", str(STORY), "--profile", "tiny", "--out", str(run), *openai_sets(qwen, tiny_weights),
+                      "--set", "director.model=qwen-typo", env=qwen.env())
     assert wrong.returncode == 4
     lines = [line for line in wrong.stderr.splitlines() if "qwen-typo" in line]
     assert lines and "director.model" in lines[-1] and "Traceback" not in wrong.stderr
-    fixed = animagent(*out, env=qwen.env())
+    # The fix the line names, in the run's own config; then the run resumes to a film.
+    config = run / "config.yaml"
+    assert "  model: qwen-typo\n" in config.read_text()
+    config.write_text(config.read_text().replace("  model: qwen-typo\n", "  model: null\n"))
+    fixed = animagent("resume", str(run), env=qwen.env())
     assert fixed.returncode == 0, fixed.stderr[-3000:]
+    assert video.probe(run / "film.mp4").frames > 0
 
 
 @pytest.fixture
