@@ -125,3 +125,18 @@ def test_image_replies_get_one_token_per_packed_feature(director, monkeypatch, s
     assert seen["pixel_values"].shape[0] == len(images)
     image_tokens = int((seen["input_ids"] == director.model.config.image_token_id).sum())
     assert image_tokens > len(images)  # expanded, and generate accepted the count
+
+
+def test_doctor_and_pull_know_the_llava_director(folder, tiny_model, tmp_path):
+    from typer.testing import CliRunner
+
+    from animagent.cli import app
+
+    runner = CliRunner()
+    ok = runner.invoke(app, ["doctor", "--profile", "tiny", "--dir", str(tiny_model.root),
+                             "--set", f"director.weights={NAME}"])
+    assert f"present  {NAME}" in ok.output
+    missing = runner.invoke(app, ["doctor", "--profile", "tiny", "--dir", str(tmp_path),
+                                  "--set", f"director.weights={NAME}"])
+    assert missing.exit_code == 4 and f"missing  {NAME}" in missing.output
+    assert "llava-hf/llava-onevision-qwen2-7b-ov-hf" in missing.output
