@@ -35,7 +35,7 @@ $(VLLM_VENV)/bin/animagent: pyproject.toml scripts/vllm_env.sh scripts/vllm_cpu_
 	@touch $@
 
 test-vllm: $(VLLM_VENV)/bin/animagent
-	$(VLLM_VENV)/bin/python -m pytest -q tests/vllm
+	$(VLLM_VENV)/bin/python -m pytest -q --durations=10 tests/vllm
 
 lint: install
 	$(BIN)/ruff check animagent tests scripts
