@@ -38,6 +38,7 @@ from animagent.artifacts import (
     Cast,
     Character,
     CharacterSheet,
+    Keyframe,
     Placement,
     Scene,
     Script,
@@ -49,6 +50,7 @@ from animagent.artifacts import (
 from animagent.config import Config, load_config
 from animagent.errors import InputError
 from animagent.runfolder import RunFolder, derive_seed
+from animagent.studio import Studio
 
 log = logging.getLogger(__name__)
 
@@ -197,12 +199,11 @@ def run_vistory(
 ) -> list[Path]:
     """Render every story in DATASET_DIR; returns each story's output folder in the evaluator's layout."""
     from animagent.runs import prepare_run
-    from animagent.studio import Studio
 
     dataset_dir, out_dir = Path(dataset_dir).resolve(), Path(out_dir).resolve()
     config = load_config(profile, overrides=overrides)
     stories = {sid: read_story(dataset_dir / sid) for sid in story_ids(dataset_dir)}
-    styles = _styles(stories, config, out_dir / "logs" / "director.jsonl")
+    styles = _styles(stories, config, out_dir / "logs")
     timestamp = time.strftime("%Y%m%d-%H%M%S")
     written = []
     for n, (sid, story) in enumerate(stories.items(), start=1):
@@ -211,24 +212,10 @@ def run_vistory(
         script_path = out_dir / "scripts" / f"{sid}.json"
         script_path.parent.mkdir(parents=True, exist_ok=True)
         script_path.write_text(script.model_dump_json(indent=2) + "\n", encoding="utf-8")
-        studio = Studio(config, prepare_run(None, config, out_dir / "runs" / sid, script_path=script_path))
-        run = studio.run_folder
-        with run.lock():
-            try:
-                script = studio.plan()  # the converted script, recorded as the plan by prepare_run
-                painted = studio.cast(script)
-                references = _write_references(run, dataset_dir / sid / "image", ids)
-                cast = Cast(
-                    characters=tuple(references.get(s.character, s) for s in painted.characters),
-                    settings=painted.settings,
-                )
-                keyframes = studio.draw(script, cast)
-                studio.close()
-                clips = studio.animate(script, keyframes)
-                studio.close()
-                studio.assemble(script, keyframes, clips)
-            finally:
-                studio.close()
+        run_dir = prepare_run(None, config, out_dir / "runs" / sid, script_path=script_path)
+        ReferenceStudio(config, run_dir, dataset_dir / sid / "image", ids).run()
+        run = RunFolder(run_dir)
+        keyframes = [run.read_model(f"keyframes/{shot.id}.json", Keyframe) for shot in script.shots()]
         shots_dir = out_dir / "outputs" / METHOD / MODE / LANGUAGE / timestamp / sid / "shots"
         shots_dir.mkdir(parents=True, exist_ok=True)
         for keyframe in keyframes:
@@ -237,15 +224,27 @@ def run_vistory(
     return written
 
 
-def _styles(stories: dict[str, VistoryStory], config: Config, log_path: Path) -> dict[str, Style]:
-    """One style class per story from the director's `style` task (the plan stage's), director loaded once."""
-    from animagent.backends.director import make_director
-    from animagent.tasks import StyleDecision
-    from animagent.weights import ensure_present
+class ReferenceStudio(Studio):
+    """Studio.run() with the benchmark's reference images in place of the painted sheets of the characters it has
+    images for (the settings stay painted)."""
 
-    if config.director.kind != "openai":
-        ensure_present(config)
-    director = make_director(config, log_path)
+    def __init__(self, config: Config, run_dir: Path, image_dir: Path, ids: dict[str, str]):
+        super().__init__(config, run_dir)
+        self.image_dir, self.ids = image_dir, ids
+
+    def cast(self, script: Script) -> Cast:
+        painted = super().cast(script)
+        references = _write_references(self.run_folder, self.image_dir, self.ids)
+        return Cast(characters=tuple(references.get(s.character, s) for s in painted.characters),
+                    settings=painted.settings)
+
+
+def _styles(stories: dict[str, VistoryStory], config: Config, log_dir: Path) -> dict[str, Style]:
+    """One style class per story from the director's `style` task (the plan stage's), director loaded once."""
+    from animagent.models import build
+    from animagent.tasks import StyleDecision
+
+    director = build("director", config, log_dir)
     try:
         styles = {}
         for sid, story in stories.items():

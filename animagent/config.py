@@ -154,9 +154,6 @@ class AnimatorConfig(_Section):
         description="svd: image-to-video; animatediff: SDXL text-to-video held to the keyframe by IP-Adapter; "
         "wan: Wan2.2-TI2V-5B, image- and text-to-video, frames from the shot's duration",
     )
-    model: str = Field(
-        "svd_xt", description="svd_xt for kind svd, animatediff_sdxl for kind animatediff, wan2_2_ti2v_5b for kind wan"
-    )
     width: int = Field(1024, ge=64, le=2048, multiple_of=8)
     height: int = Field(576, ge=64, le=2048, multiple_of=8)
     frames: int = Field(25, ge=2, le=64)
@@ -184,10 +181,13 @@ class AnimatorConfig(_Section):
         description="wan: what the clip must not show",
     )
 
+    @property
+    def model(self) -> str:
+        """The motion model's registry name: each kind loads its own (ANIMATOR_MODELS)."""
+        return ANIMATOR_MODELS[self.kind]
+
     @model_validator(mode="after")
     def _consistent(self) -> AnimatorConfig:
-        if self.model != ANIMATOR_MODELS[self.kind]:
-            raise ValueError(f"animator.kind {self.kind} needs animator.model={ANIMATOR_MODELS[self.kind]}")
         if self.kind == "wan" and (self.width % 32 or self.height % 32):
             # Wan2.2's VAE divides by 16 and its transformer patches 2×2 latents
             raise ValueError(f"animator.kind wan needs width and height multiples of 32, got {self.width}×{self.height}")

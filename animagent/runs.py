@@ -21,7 +21,8 @@ from animagent.config import Config, LimitsConfig, load_config, read_recorded, r
 from animagent.errors import InputError
 from animagent.runfolder import LOCK, MANIFEST, TMP_PREFIX, Manifest, RunFolder
 from animagent.stages import Progress, no_progress, plan
-from animagent.studio import CONFIG, SCRIPT, STORY, TAKES, Studio, plan_key
+from animagent.stages.plan import SCRIPT, plan_key
+from animagent.studio import CONFIG, STORY, TAKES, Studio
 from animagent.weights import ensure_present
 
 # What a run folder holds before its config.yaml is written (a run killed while being made): reusable as --out.
@@ -169,11 +170,7 @@ def evaluate_run(run_dir: str | Path, progress: Progress = no_progress) -> Path:
     preflight(config)
     with studio.run_folder.lock():
         try:
-            script = studio.plan()
-            sheets = studio.cast(script)
-            keyframes = studio.draw(script, sheets)
-            clips = studio.animate(script, keyframes)
-            studio.evaluate(script, sheets, keyframes, clips)
+            studio.evaluate(*studio.artifacts())
         finally:
             studio.close()
     from animagent.stages.evaluate import REPORT

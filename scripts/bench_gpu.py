@@ -344,16 +344,14 @@ def sdpa_backends() -> dict[str, bool]:
 
 
 def run_film(b: Bench, profile: str, label: str) -> dict[str, Any]:
-    """cast → draw (+ review) → animate → assemble through Studio's stage methods, releasing models where
-    Studio.run does; plan is skipped (the script is given), so the figures are Studio.run's minus planning."""
+    """Studio.run() with each pass timed (a Studio whose pass methods time themselves, so the order and the
+    releases are Studio.run's own); the script is given, so planning is skipped and eval is off."""
     from animagent.studio import SCRIPT, Studio
 
-    config = b.config(profile)
-    studio = Studio(config, b.fresh(f"run-{label}"))
-    studio.run_folder.write_model(SCRIPT, b.script)
+    config = b.config(profile, "eval.auto=false")
     stages: dict[str, Any] = {}
 
-    def stage(name: str, fn: Callable[[], Any]) -> Any:
+    def timed(name: str, fn: Callable[[], Any]) -> Any:
         mark = b.recorder.mark()
         reset_peak()
         with GpuActivity() as activity:
@@ -369,20 +367,30 @@ def run_film(b: Bench, profile: str, label: str) -> dict[str, Any]:
         log.info("%s %s: %s", label, name, {k: v for k, v in stages[name].items() if k != "calls"})
         return value
 
-    def draw() -> Any:
-        keyframes = studio.draw(b.script, sheets)
-        studio._release_painter()
-        studio._release_segmenter()
-        return keyframes
+    class TimedStudio(Studio):
+        def cast(self, *args):
+            return timed("cast", lambda: super(TimedStudio, self).cast(*args))
 
-    with studio.run_folder.lock():
-        try:
-            sheets = stage("cast", lambda: studio.cast(b.script))
-            keyframes = stage("draw", draw)
-            clips = stage("animate", lambda: studio.animate(b.script, keyframes))  # it releases the animator
-            stage("assemble", lambda: studio.assemble(b.script, keyframes, clips))
-        finally:
-            studio.close()
+        def draw(self, *args):
+            return timed("draw", lambda: super(TimedStudio, self).draw(*args))
+
+        def motion(self, *args):
+            return timed("motion", lambda: super(TimedStudio, self).motion(*args))
+
+        def render(self, *args):
+            return timed("render", lambda: super(TimedStudio, self).render(*args))
+
+        def choose(self, *args):
+            return timed("choose", lambda: super(TimedStudio, self).choose(*args))
+
+        def assemble(self, *args):
+            return timed("assemble", lambda: super(TimedStudio, self).assemble(*args))
+
+    from animagent.runs import prepare_run
+
+    script_path = b.fresh(f"script-{label}") / SCRIPT
+    script_path.write_text(b.script.model_dump_json(indent=2) + "\n", encoding="utf-8")
+    TimedStudio(config, prepare_run(None, config, b.fresh(f"run-{label}"), script_path=script_path)).run()
     return {"profile": config.profile, "stages": stages, **totals(stages)}
 
 
@@ -424,9 +432,11 @@ def phase_naive(b: Bench) -> dict[str, Any]:
     from diffusers.image_processor import IPAdapterMaskProcessor
 
     from animagent import video
-    from animagent.backends.animator_svd import MOTION_TABLE
+    from animagent.artifacts import Takes
+    from animagent.backends.motion import SVD as MOTION_TABLE
     from animagent.backends.painter_sdxl import IP_ADAPTER_ENCODER, IP_ADAPTER_WEIGHTS, _mask
-    from animagent.stages import assemble, cast
+    from animagent.models import Models
+    from animagent.stages import Context, assemble, cast
 
     config = b.config("default")
     painter, animator = config.painter, config.animator
@@ -519,7 +529,7 @@ def phase_naive(b: Bench) -> dict[str, Any]:
                                   crf=config.assemble.crf, preset=config.assemble.preset)
             del pipe
             gc.collect()
-        assemble.assemble(script, keyframes, clips, run, config, lambda *_: None)
+        assemble.assemble(Context(run, config, Models(config, run.path("logs")), Takes()), script, keyframes, clips)
     seconds = activity.wall_s
     return {
         "wall_s": round(seconds, 2), "load_s": round(load_s, 2), "kernel_s": round(activity.kernel_s, 2),
@@ -531,14 +541,14 @@ def phase_naive(b: Bench) -> dict[str, Any]:
 
 def phase_director(b: Bench) -> dict[str, Any]:
     """One warm-up and three timed `ask` calls (style task: image + schema), one attempt each."""
-    from animagent.backends.director import make_director
     from animagent.errors import DirectorOutputError
+    from animagent.models import build
     from animagent.tasks import StyleDecision
 
     config = b.config("default", "director.max_attempts=1")
     reset_peak()
     mark = b.recorder.mark()
-    director = make_director(config, b.out / "director.jsonl")
+    director = build("director", config, b.out)
     load_s = b.recorder.load_seconds(mark)
     clock = TokenClock()
     generate = director.model.generate
@@ -620,9 +630,10 @@ def phase_levers(b: Bench) -> dict[str, Any]:
     import torch._dynamo
     from diffusers.models.attention_processor import IPAdapterAttnProcessor2_0
 
+    from animagent.artifacts import Reference
     from animagent.backends import sdxl_attention
-    from animagent.backends.animator_svd import MOTION_TABLE, SVDAnimator, compile_transformer_blocks
-    from animagent.backends.painter_sdxl import Reference, SDXLPainter
+    from animagent.backends.animator_svd import SVDAnimator, compile_transformer_blocks
+    from animagent.backends.painter_sdxl import SDXLPainter
 
     torch._dynamo.config.cache_size_limit = 64  # regional compilation specialises each block shape
     config = b.config("default")
@@ -633,13 +644,14 @@ def phase_levers(b: Bench) -> dict[str, Any]:
     painter = SDXLPainter(config, b.root)
     shot = b.script.shots()[0]
     sheet = keyframe_image(b, (painter_cfg.width, painter_cfg.height))
-    refs = [Reference(sheet, painter_cfg.character_scale, p.box) for p in shot.characters]
+    refs = [Reference(image="sheet.png", scale=painter_cfg.character_scale, box=p.box, layers="all")
+            for p in shot.characters]
+    refs.append(Reference(image="sheet.png", scale=painter_cfg.setting_scale, layers="style"))
     prompt = shot_prompt(b.script, shot)
-    style = Reference(sheet, painter_cfg.setting_scale, None)
 
     def keyframe(candidates: int = 1) -> object:
-        return painter.draw(prompt, refs, painter_cfg.width, painter_cfg.height, seeds=list(range(candidates)),
-                            style=style)
+        return painter.draw(prompt, refs, [sheet] * len(refs), painter_cfg.width, painter_cfg.height,
+                            seeds=list(range(candidates)))
 
     unet = painter._pipe.unet
     capture = Capture(unet)
@@ -689,11 +701,11 @@ def phase_levers(b: Bench) -> dict[str, Any]:
     # SVD clip
     animator = SVDAnimator(b.config("default", "gpu.compile_animator=false"), b.root)  # compiled below, as a lever
     image = keyframe_image(b, (painter_cfg.width, painter_cfg.height))
-    motion = MOTION_TABLE["moderate"]
+    motion = "moderate"
     unet = animator._pipe.unet
     capture = Capture(unet)
     animator._config = b.config("default", "animator.steps=2")  # warm-up and capture: same shapes, 2 steps
-    animator.animate(image, motion, seed=1)
+    animator.animate(image, "", motion, 1.0, seed=1)
     animator._config = config
 
     def svd_step() -> object:
@@ -708,13 +720,13 @@ def phase_levers(b: Bench) -> dict[str, Any]:
             svd[f"decode_chunk{chunk}_ms"] = time_gpu(
                 lambda chunk=chunk: animator._pipe.decode_latents(latents, frames, chunk), 2)
 
-    svd["clip_s"] = round(wall(lambda: animator.animate(image, motion, seed=1)), 3)
+    svd["clip_s"] = round(wall(lambda: animator.animate(image, "", motion, 1.0, seed=1)), 3)
     svd["steps_ms"] = measure_levers(svd_step, 3, [
         ("eager", lambda: None),
         ("compile_transformer_blocks (shipped)", lambda: compile_transformer_blocks(unet)),
     ], svd)
-    animator.animate(image, motion, seed=1)  # the compiled blocks meet the whole pipeline once
-    svd["clip_compiled_s"] = round(wall(lambda: animator.animate(image, motion, seed=1)), 3)
+    animator.animate(image, "", motion, 1.0, seed=1)  # the compiled blocks meet the whole pipeline once
+    svd["clip_compiled_s"] = round(wall(lambda: animator.animate(image, "", motion, 1.0, seed=1)), 3)
     animator.close()
     result["svd"] = svd
     log.info("levers svd: %s", svd)

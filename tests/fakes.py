@@ -6,8 +6,11 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from animagent.artifacts import Takes
 from animagent.backends.director import Director, Message, Reply
 from animagent.config import DirectorConfig
+from animagent.models import Models
+from animagent.stages import Context
 
 
 class ScriptedDirector(Director):
@@ -98,3 +101,8 @@ def script_reply(durations=(2, 3)) -> dict:
 
 def lantern_director(log_path, **kw: Callable) -> ScriptedDirector:
     return ScriptedDirector({"refine": [REFINED], "style": [STYLE], "script": [script_reply()]}, log_path)
+
+
+def context(run, config, takes=None, **backends) -> Context:
+    """A stage context whose models start as `backends` (role=backend); any other role loads for real."""
+    return Context(run, config, Models(config, run.path("logs"), loaded=backends), takes or Takes())

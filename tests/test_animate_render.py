@@ -4,6 +4,7 @@ to the same bytes."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -15,17 +16,19 @@ import pytest
 from PIL import Image
 
 from animagent import video
-from animagent.artifacts import ClipCandidates, Keyframe, MotionChoice, Script, Takes
+from animagent.artifacts import ClipCandidates, Keyframe, MotionChoice, Script
+from animagent.backends.motion import SVD
 from animagent.config import Config
 from animagent.runfolder import RunFolder
 from animagent.stages import animate
+from tests.fakes import context
 
 SCRIPT = Script.model_validate_json(Path("tests/data/two_shots.json").read_text())
 SHOT = "s01_k1"
 STEP = f"animate/{SHOT}"
 CANDIDATES = 3
 CONFIG = Config(animator={"kind": "svd", "candidates": CANDIDATES, "top_k": 1}, assemble={"preset": "ultrafast"})
-FPS = animate.motion_parameters("svd", "gentle")["fps"]
+FPS = SVD["gentle"].fps
 
 
 class FakeAnimator:
@@ -35,7 +38,7 @@ class FakeAnimator:
         self.events = events
         self.count = 0
 
-    def animate(self, image, params, seed: int) -> list[Image.Image]:
+    def animate(self, image, prompt, motion, duration_s, seed: int) -> list[Image.Image]:
         i = self.count
         self.count += 1
         self.events.append(("render start", i))
@@ -52,8 +55,8 @@ def _render(run: RunFolder, animator: FakeAnimator) -> None:
     run.write_image(f"keyframes/{SHOT}.png", Image.new("RGB", (128, 96), (90, 120, 200)))
     keyframe = Keyframe(shot=SHOT, image=f"keyframes/{SHOT}.png", prompt="a fox on a hill", seed=1)
     motion = MotionChoice(shot=SHOT, planned="gentle", motion="gentle", reason="calm",
-                          parameters=animate.motion_parameters("svd", "gentle"))
-    animate.render(SCRIPT, [keyframe], [motion], run, lambda: animator, CONFIG, [], Takes(), lambda *a: None)
+                          parameters=dataclasses.asdict(SVD["gentle"]))
+    animate.render(context(run, CONFIG, animator=animator), SCRIPT, [keyframe], [motion])
 
 
 def _log_encodes(monkeypatch, events: list[tuple[str, int]], fail_at: int | None = None, before=None) -> None:
@@ -88,7 +91,7 @@ def test_clips_are_the_serial_encodes_and_recorded_once_all_are_written(tmp_path
     replay = FakeAnimator([])
     for i, clip in enumerate(candidates.clips):  # byte for byte what encoding each clip in turn gives
         serial = tmp_path / f"serial-{i}.mp4"
-        frames = replay.animate(None, None, clip.seed)
+        frames = replay.animate(None, None, None, None, clip.seed)
         video.write_video([np.asarray(f.convert("RGB")) for f in frames], serial, fps=FPS,
                           crf=CONFIG.assemble.crf, preset=CONFIG.assemble.preset)
         assert run.path(clip.video).read_bytes() == serial.read_bytes()
@@ -107,9 +110,9 @@ def test_a_clip_encodes_while_the_next_renders(tmp_path, monkeypatch):
             assert next_render[i + 1].wait(timeout=30), f"candidate {i + 1} did not render while {i} encoded"
 
     class SignallingAnimator(FakeAnimator):
-        def animate(self, image, params, seed):
+        def animate(self, image, prompt, motion, duration_s, seed):
             next_render[self.count].set()
-            return super().animate(image, params, seed)
+            return super().animate(image, prompt, motion, duration_s, seed)
 
     next_render = [threading.Event() for _ in range(CANDIDATES)]
     _log_encodes(monkeypatch, events, before=until_next_render)

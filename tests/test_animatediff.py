@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import get_args
 
 import numpy as np
@@ -38,8 +39,12 @@ def _stack(frames) -> np.ndarray:
 
 
 def test_motion_table_covers_every_motion():
-    from animagent.backends.animator_animatediff import MOTION_TABLE
-    from animagent.stages.animate import motion_parameters
+    from animagent.backends.motion import ANIMATEDIFF as MOTION_TABLE
+    from animagent.config import load_config
+    from animagent.models import Models
+
+    def motion_parameters(kind, motion):
+        return Models(load_config("tiny", overrides=[f"animator.kind={kind}"]), Path(".")).motion(motion)
 
     assert list(MOTION_TABLE) == list(get_args(Motion))
     assert motion_parameters("animatediff", "intense") == {"phrase": "intense fast action, dynamic motion", "fps": 8}
@@ -47,14 +52,13 @@ def test_motion_table_covers_every_motion():
 
 
 def test_clips_have_the_configured_frames_and_follow_the_keyframe_and_the_motion(animator):
-    from animagent.backends.animator_animatediff import MOTION_TABLE
 
-    clip = animator.animate(_keyframe(0), "a fox on a hill", MOTION_TABLE["gentle"], seed=1)
+    clip = animator.animate(_keyframe(0), "a fox on a hill", "gentle", 1.0, seed=1)
     assert len(clip) == 4 and all(f.size == (64, 64) and f.mode == "RGB" for f in clip)
     base = _stack(clip)
-    assert np.array_equal(_stack(animator.animate(_keyframe(0), "a fox on a hill", MOTION_TABLE["gentle"], 1)), base)
-    assert not np.array_equal(_stack(animator.animate(_keyframe(1), "a fox on a hill", MOTION_TABLE["gentle"], 1)),
+    assert np.array_equal(_stack(animator.animate(_keyframe(0), "a fox on a hill", "gentle", 1.0, seed=1)), base)
+    assert not np.array_equal(_stack(animator.animate(_keyframe(1), "a fox on a hill", "gentle", 1.0, seed=1)),
                               base)  # the keyframe reaches the clip through IP-Adapter
-    assert not np.array_equal(_stack(animator.animate(_keyframe(0), "a fox on a hill", MOTION_TABLE["intense"], 1)),
+    assert not np.array_equal(_stack(animator.animate(_keyframe(0), "a fox on a hill", "intense", 1.0, seed=1)),
                               base)
     assert animator.take_ladder() == []

@@ -35,7 +35,7 @@ def _stack(frames: list[Image.Image]) -> np.ndarray:
 
 
 def test_motion_table_covers_every_motion_in_order_of_strength() -> None:
-    from animagent.backends.animator_svd import MOTION_TABLE
+    from animagent.backends.motion import SVD as MOTION_TABLE
 
     assert list(MOTION_TABLE) == list(get_args(Motion))
     rows = list(MOTION_TABLE.values())
@@ -48,21 +48,19 @@ def test_motion_table_covers_every_motion_in_order_of_strength() -> None:
 
 @pytest.mark.parametrize("size", [(200, 64), (40, 100), (96, 64)])
 def test_animate_returns_the_configured_frames_at_the_configured_size(animator, size) -> None:
-    from animagent.backends.animator_svd import MOTION_TABLE
 
-    frames = animator.animate(_keyframe(*size), MOTION_TABLE["moderate"], seed=1)
+    frames = animator.animate(_keyframe(*size), "", "moderate", 1.0, seed=1)
     assert len(frames) == 4
     assert all(f.size == (96, 64) and f.mode == "RGB" for f in frames)
 
 
 def test_motion_params_change_the_clip(animator) -> None:
-    from animagent.backends.animator_svd import MOTION_TABLE
 
     keyframe = _keyframe(96, 64)
-    still = _stack(animator.animate(keyframe, MOTION_TABLE["still"], seed=2))
-    assert np.array_equal(_stack(animator.animate(keyframe, MOTION_TABLE["still"], seed=2)), still)
-    assert not np.array_equal(_stack(animator.animate(keyframe, MOTION_TABLE["intense"], seed=2)), still)
-    assert not np.array_equal(_stack(animator.animate(keyframe, MOTION_TABLE["still"], seed=3)), still)
+    still = _stack(animator.animate(keyframe, "", "still", 1.0, seed=2))
+    assert np.array_equal(_stack(animator.animate(keyframe, "", "still", 1.0, seed=2)), still)
+    assert not np.array_equal(_stack(animator.animate(keyframe, "", "intense", 1.0, seed=2)), still)
+    assert not np.array_equal(_stack(animator.animate(keyframe, "", "still", 1.0, seed=3)), still)
 
 
 def test_compile_transformer_blocks_compiles_every_transformer_block_and_nothing_else(tiny_model) -> None:

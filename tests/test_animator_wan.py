@@ -175,8 +175,7 @@ def test_the_motion_phrase_and_negative_prompt_reach_the_pipeline(animator, monk
 def test_wan_needs_sizes_that_are_multiples_of_32() -> None:
     with pytest.raises(InputError, match="multiples of 32"):
         load_config("wan", overrides=["animator.width=1000"])
-    with pytest.raises(InputError, match="animator.model=wan2_2_ti2v_5b"):
-        load_config("default", overrides=["animator.kind=wan"])
+    assert load_config("wan").animator.model == "wan2_2_ti2v_5b"  # derived from the kind
 
 
 def test_the_wan_profile_pulls_wan_and_runs_the_model_cards_settings() -> None:

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from animagent.artifacts import Clip, ClipCandidates, ClipReview, Script, Takes
+from animagent.artifacts import Clip, ClipCandidates, ClipReview, Script
 from animagent.config import Config
 from animagent.runfolder import RunFolder
 from animagent.stages import animate
-from tests.fakes import ScriptedDirector
+from tests.fakes import ScriptedDirector, context
 
 SCRIPT = Script.model_validate_json(Path("tests/data/two_shots.json").read_text())
 
@@ -44,23 +44,23 @@ def _clip(i: int) -> Clip:
 
 @pytest.mark.parametrize("motion, moves", [("gentle", False), ("still", True)])
 def test_identical_frames_are_perfectly_consistent_and_do_not_move(motion, moves):
-    scored = animate.score_clip(0, _clip(0), _frames("still"), motion, PixelEncoder, PixelEncoder)
+    scored = animate.score_clip(0, _clip(0), _frames("still"), motion, PixelEncoder(), PixelEncoder())
     assert scored.subject_consistency == pytest.approx(1.0) and scored.background_consistency == pytest.approx(1.0)
     assert scored.motion == 0.0 and not scored.spike and scored.moves is moves
 
 
 def test_a_jump_is_a_spike_and_a_pan_is_not():
-    pan = animate.score_clip(0, _clip(0), _frames("pan"), "gentle", PixelEncoder, PixelEncoder)
-    jump = animate.score_clip(1, _clip(1), _frames("jump"), "gentle", PixelEncoder, PixelEncoder)
+    pan = animate.score_clip(0, _clip(0), _frames("pan"), "gentle", PixelEncoder(), PixelEncoder())
+    jump = animate.score_clip(1, _clip(1), _frames("jump"), "gentle", PixelEncoder(), PixelEncoder())
     assert not pan.spike and pan.moves and pan.subject_consistency < 1.0
     assert jump.spike and jump.max_change_z > 3.0
 
 
 def test_rank_puts_spikes_and_frozen_clips_last_then_orders_by_consistency():
-    scored = [animate.score_clip(i, _clip(i), _frames(kind), "lively", PixelEncoder, PixelEncoder)
+    scored = [animate.score_clip(i, _clip(i), _frames(kind), "lively", PixelEncoder(), PixelEncoder())
               for i, kind in enumerate(["jump", "still", "pan"])]
     assert animate.rank(scored) == [2, 1, 0]
-    calm = [animate.score_clip(i, _clip(i), _frames(kind), "still", PixelEncoder, PixelEncoder)
+    calm = [animate.score_clip(i, _clip(i), _frames(kind), "still", PixelEncoder(), PixelEncoder())
             for i, kind in enumerate(["pan", "still"])]
     assert animate.rank(calm) == [1, 0]  # "still" was asked for: the still clip is the more consistent
 
@@ -86,8 +86,8 @@ def test_choose_scores_ranks_and_asks_the_director_among_the_top_k(tmp_path, top
     director = ScriptedDirector({"clip_pick": [{"reason": "steady", "choice": top_k - 1}]}, tmp_path / "d.jsonl")
     config = Config(animator={"candidates": 3, "top_k": top_k, "frames_shown": 3})
     rendered = [run.read_model("clips/s01_k1/candidates.json", ClipCandidates)]
-    (chosen,) = animate.choose_clips(SCRIPT, rendered, run, PixelEncoder, PixelEncoder, lambda: director, config,
-                                     [], Takes(), lambda *a: None)
+    ctx = context(run, config, embedder=PixelEncoder(), dino=PixelEncoder(), director=director)
+    (chosen,) = animate.choose_clips(ctx, SCRIPT, rendered)
     review = run.read_model("clips/s01_k1/review.json", ClipReview)
     assert review.ranking == (1, 2, 0) and review.candidates[0].spike  # frozen second, the jump last
     assert review.shown == review.ranking[:top_k] and review.chosen == review.shown[top_k - 1]

@@ -25,7 +25,6 @@ def test_every_profile_has_candidates_and_a_repair_round(profile):
 @pytest.mark.parametrize("override, message", [
     ("animator.top_k=4", "exceeds animator.candidates"),
     ("animator.frames_shown=5", "images one director question may carry"),
-    ("animator.kind=animatediff", "needs animator.model=animatediff_sdxl"),
     ("segmenter.kind=segment_anything", "needs segmenter.checkpoint"),
     ("limits.max_characters=8", "leaves no room for the keyframe"),
     ("cast.candidates=9", "cast.candidates"),
@@ -36,9 +35,12 @@ def test_settings_a_director_question_or_a_loop_could_not_honour_are_refused(ove
         load_config("default", overrides=[override])
 
 
-def test_animatediff_is_selected_by_kind_and_model():
-    config = load_config("tiny", overrides=["animator.kind=animatediff", "animator.model=animatediff_sdxl"])
-    assert config.animator.kind == "animatediff"
+def test_the_animator_model_follows_its_kind():
+    config = load_config("tiny", overrides=["animator.kind=animatediff"])
+    assert (config.animator.kind, config.animator.model) == ("animatediff", "animatediff_sdxl")
+    assert load_config("tiny").animator.model == "svd_xt"
+    with pytest.raises(InputError, match="animator.model"):  # derived from the kind, not a setting
+        load_config("tiny", overrides=["animator.model=svd_xt"])
 
 
 def test_segment_anything_accepts_only_an_official_checkpoint(tmp_path):

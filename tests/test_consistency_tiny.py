@@ -150,11 +150,12 @@ def test_a_finished_run_loads_no_model_and_memory_is_read_only_when_needed(force
     def refuse(*args, **kwargs):
         raise AssertionError("a finished step must not load a model or read memory")
 
-    for getter in ("_get_director", "_get_painter", "_get_embedder", "_get_dino", "_get_segmenter", "_get_animator"):
-        monkeypatch.setattr(Studio, getter, refuse)
+    from animagent import models
+
+    monkeypatch.setattr(models, "build", refuse)
     monkeypatch.setattr(memory.Memory, "load", refuse)
     studio = Studio(open_run(run.root), run.root)
     script = studio.plan()
     keyframes = studio.draw(script, studio.cast(script))
-    clips = studio.animate(script, keyframes)
+    clips = studio.choose(script, studio.render(script, keyframes, studio.motion(script, keyframes)))
     assert [c.video for c in clips] == [f"clips/{s.id}.mp4" for s in SCRIPT.shots()]

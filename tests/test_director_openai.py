@@ -25,11 +25,12 @@ from hypothesis import strategies as st
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
-from animagent.backends.director import constrained_schema, make_director
-from animagent.backends.director_openai import BACKOFF_BASE_S, OpenAIDirector, director_size
+from animagent.backends.director import constrained_schema, director_size
+from animagent.backends.director_openai import BACKOFF_BASE_S, OpenAIDirector
 from animagent.config import Config, DirectorConfig, load_config
 from animagent.errors import DirectorOutputError, DirectorUnavailableError
-from animagent.stages.plan import plan
+from animagent.models import build
+from animagent.stages.plan import draft_script
 from tests.fakes import REFINED, STYLE, script_reply
 
 REPO_ID = "Qwen/Qwen2.5-VL-7B-Instruct"
@@ -352,7 +353,7 @@ def test_sleep_and_wake_use_the_server_root_only_in_sleep_mode(stub, tmp_path):
 
 
 def test_make_director_builds_the_openai_kind(stub, tmp_path):
-    director = make_director(make_config(stub.url), tmp_path / "director.jsonl")
+    director = build("director", make_config(stub.url), tmp_path)
     assert isinstance(director, OpenAIDirector) and director.kind == "openai"
     director.close()
 
@@ -449,6 +450,6 @@ def test_an_injected_story_stays_delimited_data_and_changes_no_request(stub, tmp
 def test_the_plan_stage_runs_over_http(stub, tmp_path):
     stub.play(reply(json.dumps(REFINED)), reply(json.dumps(STYLE)), reply(json.dumps(script_reply())))
     config = load_config("default", overrides=[f"director.base_url={stub.url}", "director.kind=openai"])
-    director = make_director(config, tmp_path / "director.jsonl")
-    script = plan("A fox and a tortoise keep a lantern.", director, config)
+    director = build("director", config, tmp_path)
+    script = draft_script("A fox and a tortoise keep a lantern.", director, config)
     assert [c.id for c in script.characters] == ["mira", "tobin"] and len(stub.requests) == 3

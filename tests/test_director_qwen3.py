@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field
 
 import animagent.backends.director as director_module
 from animagent.artifacts import Box
-from animagent.backends.director import grounding_box, grounding_frame
+from animagent.backends.director import grounding
 from animagent.config import load_config
 from animagent.weights import MODELS
 
@@ -207,8 +207,8 @@ def test_images_get_one_pad_per_merged_16px_patch(director, monkeypatch):
 
 @pytest.mark.parametrize("size", [(64, 64), (1280, 720), (333, 1999)])
 def test_qwen3_boxes_are_on_a_0_1000_grid_of_any_image(size):
-    assert grounding_frame("qwen3", size) == (1000, 1000)
-    assert grounding_box([0, 0, 500, 1000], "qwen3", size) == Box(x0=0.0, y0=0.0, x1=0.5, y1=1.0)
-    assert grounding_box([500, 1000, 0, 0], "qwen3", size) == Box(x0=0.0, y0=0.0, x1=0.5, y1=1.0)
-    assert grounding_box([0, 0, 1200, 1000], "qwen3", size) == Box(x0=0.0, y0=0.0, x1=1.0, y1=1.0)
-    assert grounding_box([10, 10, 10, 900], "qwen3", size) is None
+    assert grounding("qwen3", size).frame == (1000, 1000)
+    assert grounding("qwen3", size).box([0, 0, 500, 1000]) == Box(x0=0.0, y0=0.0, x1=0.5, y1=1.0)
+    assert grounding("qwen3", size).box([500, 1000, 0, 0]) == Box(x0=0.0, y0=0.0, x1=0.5, y1=1.0)
+    assert grounding("qwen3", size).box([0, 0, 1200, 1000]) == Box(x0=0.0, y0=0.0, x1=1.0, y1=1.0)
+    assert grounding("qwen3", size).box([10, 10, 10, 900]) is None

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from animagent.artifacts import Distortion, Motion, StyleClass
-from animagent.backends.director import grounding_frame
+from animagent.backends.director import grounding
 from animagent.config import Config, DirectorConfig, WeightsConfig
 from animagent.tasks import KeyframeDescription, KeyframeStyle, MotionDecision, pick_output, verdict_output
 
@@ -58,7 +58,7 @@ def test_clip_pick_names_one_of_the_top_k(director):
 
 @pytest.mark.parametrize("convention", ["qwen2.5", "qwen3"])
 def test_verdict_boxes_stay_in_the_grounding_frame(director, convention):
-    max_x, max_y = grounding_frame(convention, (56, 56))
+    max_x, max_y = grounding(convention, (56, 56)).frame
     output = verdict_output(["mira", "tobin"], max_x, max_y)
     replies = [
         director.ask("verdict", {"description": "a fox and a tortoise", "coordinates": "in pixels",

@@ -7,10 +7,10 @@ import sys
 
 import pytest
 
-from animagent.backends.director import make_director
 from animagent.backends.director_vllm import MAX_IMAGES_PER_PROMPT, VLLMDirector, engine_args, sampling_args
 from animagent.config import Config, DirectorConfig
 from animagent.errors import MissingError
+from animagent.models import build
 
 
 def test_missing_vllm_raises_the_install_hint(tmp_path, monkeypatch):
@@ -19,7 +19,7 @@ def test_missing_vllm_raises_the_install_hint(tmp_path, monkeypatch):
     with pytest.raises(MissingError, match=r"pip install 'animagent\[vllm\]'"):
         VLLMDirector(config, tmp_path / "director.jsonl")
     with pytest.raises(MissingError):
-        make_director(config, tmp_path / "director.jsonl")
+        build("director", config, tmp_path)
 
 
 def test_engine_args_are_local_bounded_and_without_remote_code(tmp_path):

@@ -32,9 +32,11 @@ from animagent.artifacts import (
     Style,
 )
 from animagent.config import Config, load_config
+from animagent.models import ROLES
 from animagent.runfolder import RunFolder
 from animagent.scorecard import Scorecard
-from animagent.stages.evaluate import REPORT, SCORECARD, EvalSettings, evaluate
+from animagent.stages.evaluate import REPORT, SCORECARD, evaluate
+from tests.fakes import context
 
 REPO = Path(__file__).resolve().parents[1]
 STORY = REPO / "examples" / "stories" / "lantern.txt"
@@ -43,51 +45,27 @@ EVAL = ("clip_vit_l", "dinov2_base", "sam_vit_h")
 
 
 def eval_run(run_dir: str | Path, weights_root: str | Path) -> Scorecard:
-    """What `animagent eval RUN` does: reopen the run, take its finished artifacts from the stages (which load no
-    model when their steps are done) and evaluate with the registry's encoders."""
+    """What `animagent eval RUN` does: reopen the run, read its finished artifacts and evaluate with the
+    registry's encoders (and the director for the style classes)."""
     from animagent.runs import open_run
     from animagent.studio import Studio
 
-    def clip():
-        from animagent.backends.embedder import ClipEmbedder
-
-        return ClipEmbedder(config, root, settings.clip)
-
-    def dino():
-        from animagent.backends.embedder_dino import DinoEmbedder
-
-        return DinoEmbedder(config, root, settings.dino)
-
-    def segmenter():
-        from animagent.backends.segmenter_sam import SamSegmenter
-
-        return SamSegmenter(config, root, settings.segmenter)
-
-    config = open_run(Path(run_dir))
-    studio = Studio(config, Path(run_dir))
-    script = studio.plan()
-    cast = studio.cast(script)
-    keyframes = studio.draw(script, cast)
-    clips = studio.animate(script, keyframes)
-    settings = EvalSettings()
-    root = Path(weights_root)
-    return evaluate(studio.run_folder, script, cast, keyframes, clips, config, settings,
-                    clip=_once(clip), dino=_once(dino), segmenter=_once(segmenter))
+    studio = Studio(open_run(Path(run_dir)), Path(run_dir))
+    try:
+        return studio.evaluate(*studio.artifacts())
+    finally:
+        studio.close()
 
 
-def _once(make):
-    made = []
+class StyleDirector:
+    """A director that answers the style question from a script of style classes."""
 
-    def get():
-        if not made:
-            made.append(make())
-        return made[0]
+    def __init__(self, styles):
+        self.styles = styles
 
-    return get
-
-
-def _refuse():
-    raise AssertionError("a finished eval step must not load a model")
+    def ask(self, task, variables, output, images=(), seed=0):
+        assert task == "keyframe_style"
+        return output(style_class=next(self.styles))
 
 
 @pytest.fixture(scope="module")
@@ -122,13 +100,14 @@ def test_scorecard_of_a_tiny_film_in_under_30_seconds(tiny_run, tiny_model):
         ("clip", "openai/clip-vit-large-patch14", "tiny"),
         ("dino", "facebook/dinov2-base", "tiny"),
         ("segmenter", "facebook/sam-vit-huge", "tiny"),
+        ("style", "Qwen/Qwen2.5-VL-7B-Instruct", "tiny"),
     }
     assert all(len(e.revision) == 40 for e in card.encoders)
     for shot in card.shots:
         assert 0 <= shot.clip_t <= 100 and 0 <= shot.motion <= 1
         assert 0 <= shot.subject_consistency <= 1 and 0 <= shot.background_consistency <= 1
-        assert shot.style_class is None
-    assert card.film.cssc is None  # no style classifier given
+        assert shot.style_class is not None  # the tiny director classified it
+    assert 0 < card.film.cssc <= 1
     assert len(card.film.keyframe_similarity) == len(card.shots) - 1
     assert json.loads(run.path(SCORECARD).read_text())["film"]["clip_t"] == pytest.approx(
         np.mean([s.clip_t for s in card.shots]))
@@ -141,15 +120,10 @@ def test_scorecard_of_a_tiny_film_in_under_30_seconds(tiny_run, tiny_model):
     from animagent.runs import open_run
     from animagent.studio import Studio
 
-    config = open_run(tiny_run)
-    studio = Studio(config, tiny_run)
-    script = studio.plan()
-    cast = studio.cast(script)
-    keyframes = studio.draw(script, cast)
-    clips = studio.animate(script, keyframes)
-    again = evaluate(studio.run_folder, script, cast, keyframes, clips, config, EvalSettings(),
-                     clip=_refuse, dino=_refuse, segmenter=_refuse)
+    studio = Studio(open_run(tiny_run), tiny_run)
+    again = studio.evaluate(*studio.artifacts())
     assert again == card
+    assert not any(studio.models.loaded(role) for role in ROLES)
 
 
 # --- a hand-made run with known answers ------------------------------------------------------------------------
@@ -235,9 +209,10 @@ def test_known_answers_on_a_hand_made_run(tmp_path, tiny_model, encoders):
     clip, dino = encoders
     run, script, cast, keyframes, clips, config = synthetic_run(tmp_path / "run", tiny_model.root)
     styles = itertools.cycle(["anime", "anime", "ink wash"])  # a scripted style classifier
-    settings = EvalSettings(segmenter=None, identity_encoder="dino")
-    card = evaluate(run, script, cast, keyframes, clips, config, settings, clip=lambda: clip, dino=lambda: dino,
-                    style_classifier=lambda image: next(styles))
+    config = config.model_copy(update={"eval": config.eval.model_copy(update={"masked_crops": False,
+                                                                                "identity_encoder": "dino"})})
+    card = evaluate(context(run, config, embedder=clip, dino=dino, director=StyleDirector(styles)),
+                    script, cast, keyframes, clips)
 
     still = card.shots[1]  # repeated frames, through H.264: equal up to the codec's rounding
     assert still.flags == ("still",) and still.motion < scoring.STILL_MOTION / 4
@@ -263,16 +238,7 @@ def test_known_answers_on_a_hand_made_run(tmp_path, tiny_model, encoders):
     from PIL import Image
 
     run.write_image("keyframes/s01_k3.png", Image.new("RGB", (96, 64), (0, 0, 0)))
-    styles = itertools.cycle(["anime"])
-    again = evaluate(run, script, cast, keyframes, clips, config, settings, clip=lambda: clip, dino=lambda: dino,
-                     style_classifier=lambda image: next(styles))
+    again = evaluate(context(run, config, embedder=clip, dino=dino, director=StyleDirector(itertools.cycle(["anime"]))),
+                     script, cast, keyframes, clips)
     assert again.film.cssc == 1.0
     assert again.film.keyframe_similarity[1] != card.film.keyframe_similarity[1]
-
-
-def test_a_segmenter_is_passed_exactly_when_configured(tmp_path, tiny_model, encoders):
-    clip, dino = encoders
-    run, script, cast, keyframes, clips, config = synthetic_run(tmp_path / "run", tiny_model.root)
-    with pytest.raises(ValueError, match="segmenter"):
-        evaluate(run, script, cast, keyframes, clips, config, EvalSettings(), clip=lambda: clip, dino=lambda: dino)
-

@@ -1,4 +1,4 @@
-"""gpu.one_heavy_model (lowvram): the studio's getters park the other of the director and the painter in CPU memory
+"""gpu.one_heavy_model (lowvram): Models.get parks the other of the director and the painter in CPU memory
 and bring the one asked for back. Fakes at the getters' seams for the rule; then a tiny run on CPU through the real
 sleep/wake, checking that the model in use was never the parked one and that the film does not change."""
 
@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import pytest
 
-from animagent import studio as studio_module
+from animagent import models as models_module
 from animagent.config import Config, load_config
+from animagent.models import Models
 from animagent.runfolder import RunFolder
 from animagent.runs import make_film
-from animagent.studio import Studio
 
 TWO_SHOTS = "tests/data/two_shots.json"
 
@@ -32,12 +32,11 @@ class Heavy:
 
 
 def _studio(tmp_path, one_heavy_model: bool, director_kind: str = "transformers",
-            sleep_mode: bool = False) -> tuple[Studio, list[str]]:
+            sleep_mode: bool = False) -> tuple[Models, list[str], dict]:
     config = Config(gpu={"one_heavy_model": one_heavy_model}, director={"kind": director_kind, "sleep_mode": sleep_mode})
-    studio = Studio(config, tmp_path)
     events: list[str] = []
-    studio._director, studio._painter = Heavy("director", events), Heavy("painter", events)
-    return studio, events
+    heavy = {"director": Heavy("director", events), "painter": Heavy("painter", events)}
+    return Models(config, tmp_path, loaded=dict(heavy)), events, heavy
 
 
 def test_the_lowvram_profile_keeps_one_heavy_model_and_the_default_both():
@@ -46,43 +45,42 @@ def test_the_lowvram_profile_keeps_one_heavy_model_and_the_default_both():
 
 
 def test_each_getter_parks_the_other_and_unparks_its_own(tmp_path):
-    studio, events = _studio(tmp_path, one_heavy_model=True)
-    assert studio._get_painter() is studio._painter
+    models, events, heavy = _studio(tmp_path, one_heavy_model=True)
+    assert models.get("painter") is heavy["painter"]
     assert events == ["sleep director", "wake painter"]
     events.clear()
-    assert studio._get_director() is studio._director
+    assert models.get("director") is heavy["director"]
     assert events == ["sleep painter", "wake director"]
 
 
 def test_without_the_flag_nothing_is_parked(tmp_path):
-    studio, events = _studio(tmp_path, one_heavy_model=False)
-    studio._get_painter()
-    studio._get_director()
+    models, events, _ = _studio(tmp_path, one_heavy_model=False)
+    models.get("painter")
+    models.get("director")
     assert events == []
 
 
 def test_an_openai_director_parks_nothing(tmp_path):
     # its model is in another process: moving the painter off the GPU would free nothing for it
-    studio, events = _studio(tmp_path, one_heavy_model=True, director_kind="openai")
-    studio._get_painter()
-    studio._get_director()
+    models, events, _ = _studio(tmp_path, one_heavy_model=True, director_kind="openai")
+    models.get("painter")
+    models.get("director")
     assert events == []
 
 
 def test_an_openai_director_with_sleep_mode_takes_turns_with_the_painter(tmp_path):
     # a vLLM server on the same GPU frees its memory when asleep (and needs it back when awake)
-    studio, events = _studio(tmp_path, one_heavy_model=True, director_kind="openai", sleep_mode=True)
-    studio._get_painter()
+    models, events, _ = _studio(tmp_path, one_heavy_model=True, director_kind="openai", sleep_mode=True)
+    models.get("painter")
     assert events == ["sleep director", "wake painter"]
 
 
 def test_the_painter_is_parked_before_a_director_loads(tmp_path, monkeypatch):
-    studio, events = _studio(tmp_path, one_heavy_model=True)
-    studio._director = None
-    monkeypatch.setattr(studio_module, "ensure_present", lambda config: None)
-    monkeypatch.setattr(studio_module, "make_director",
-                        lambda config, log_path: events.append("load director") or Heavy("director", events))
-    studio._get_director()
+    models, events, _ = _studio(tmp_path, one_heavy_model=True)
+    models.release("director")
+    monkeypatch.setattr(models_module, "build",
+                        lambda role, config, logs: events.append(f"load {role}") or Heavy(role, events))
+    models.get("director")
     assert events == ["sleep painter", "load director"]
 
 

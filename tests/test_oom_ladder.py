@@ -46,9 +46,8 @@ def animator(tiny_model, monkeypatch):
 
 
 def _animate(a):
-    from animagent.backends.animator_svd import MOTION_TABLE
 
-    return a.animate(Image.new("RGB", (64, 64), "orange"), MOTION_TABLE["gentle"], 7)
+    return a.animate(Image.new("RGB", (64, 64), "orange"), "", "gentle", 1.0, 7)
 
 
 def test_decode_oom_never_re_denoises(animator):

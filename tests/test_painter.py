@@ -16,6 +16,29 @@ LEFT = Box(x0=0.0, y0=0.0, x1=0.5, y1=1.0)
 RIGHT = Box(x0=0.5, y0=0.0, x1=1.0, y1=1.0)
 
 
+def Ref(image, scale, box=None):
+    """A reference as the tests write it: (the artifact, its picture)."""
+    from animagent.artifacts import Reference
+
+    return Reference(image="ref.png", scale=scale, box=box, layers="all"), image
+
+
+def _pairs(refs, style):
+    styled = [] if style is None else [(style[0].model_copy(update={"layers": "style"}), style[1])]
+    pairs = [*refs, *styled]
+    return [r for r, _ in pairs], [i for _, i in pairs]
+
+
+def _draw(painter, prompt, refs, width, height, seeds, style=None, prompt_2=None):
+    references, images = _pairs(refs, style)
+    return painter.draw(prompt, references, images, width, height, seeds, prompt_2=prompt_2)
+
+
+def _repair(painter, image, mask, prompt, ref, style, strength, seed):
+    references, images = _pairs([ref], style)
+    return painter.repair(image, mask, prompt, references, images, strength, seed)
+
+
 def _config(root: Path) -> Config:
     return Config(
         device="cpu", dtype="float32", weights={"flavor": "tiny", "root": str(root)},
@@ -79,11 +102,11 @@ def test_a_candidate_depends_on_its_seed_not_on_the_batch(painter) -> None:
 
 
 def test_sketch_is_unchanged_by_loading_the_adapter(weights_root) -> None:
-    from animagent.backends.painter_sdxl import Reference, SDXLPainter
+    from animagent.backends.painter_sdxl import SDXLPainter
 
     painter = SDXLPainter(_config(weights_root), weights_root)
     (before,) = painter.sketch(PROMPT, 64, 64, [3])
-    (drawn,) = painter.draw(PROMPT, [Reference(_noise(0), 0.8)], 64, 64, [3])  # loads the adapters
+    (drawn,) = _draw(painter, PROMPT, [Ref(_noise(0), 0.8)], 64, 64, [3])  # loads the adapters
     (after,) = painter.sketch(PROMPT, 64, 64, [3])
     painter.close()
     assert drawn.size == (64, 64)
@@ -92,15 +115,14 @@ def test_sketch_is_unchanged_by_loading_the_adapter(weights_root) -> None:
 
 
 def test_draw_without_references_is_a_sketch(painter) -> None:
-    (drawn,) = painter.draw(PROMPT, [], 64, 64, [5])
+    (drawn,) = _draw(painter, PROMPT, [], 64, 64, [5])
     assert np.array_equal(_pixels(drawn), _pixels(painter.sketch(PROMPT, 64, 64, [5])[0]))
 
 
 def test_two_references_go_to_one_adapter_with_one_mask_and_scale_each(painter, calls) -> None:
-    from animagent.backends.painter_sdxl import Reference
 
     first, second = _noise(1), _noise(2)
-    (image,) = painter.draw(PROMPT, [Reference(first, 0.7, LEFT), Reference(second, 0.3, RIGHT)], 96, 64, [7])
+    (image,) = _draw(painter, PROMPT, [Ref(first, 0.7, LEFT), Ref(second, 0.3, RIGHT)], 96, 64, [7])
     assert image.size == (96, 64)
     (call,) = calls
     assert len(call["ip_adapter_image"]) == 2 and len(call["ip_adapter_image"][0]) == 2  # characters, style
@@ -112,9 +134,8 @@ def test_two_references_go_to_one_adapter_with_one_mask_and_scale_each(painter, 
 
 
 def test_the_style_reference_reaches_only_the_style_block(painter, calls) -> None:
-    from animagent.backends.painter_sdxl import Reference
 
-    painter.draw(PROMPT, [Reference(_noise(1), 0.6)], 64, 64, [7], style=Reference(_noise(3), 0.4))
+    _draw(painter, PROMPT, [Ref(_noise(1), 0.6)], 64, 64, [7], style=Ref(_noise(3), 0.4))
     scales = calls[0]["scales_during"]
     style_layers = {name for name in scales if name.startswith("up_blocks.0.attentions.1.")}
     assert style_layers and all(scales[name] == [[0.6], 0.4] for name in style_layers)
@@ -122,24 +143,23 @@ def test_the_style_reference_reaches_only_the_style_block(painter, calls) -> Non
 
 
 def test_a_style_reference_and_a_second_prompt_change_the_image(painter) -> None:
-    from animagent.backends.painter_sdxl import Reference
 
-    refs = [Reference(_noise(1), 0.6)]
-    (plain,) = painter.draw(PROMPT, refs, 64, 64, [8])
-    (styled,) = painter.draw(PROMPT, refs, 64, 64, [8], style=Reference(_noise(3), 1.0))
-    (second,) = painter.draw(PROMPT, refs, 64, 64, [8], prompt_2="a lighthouse at night")
+    refs = [Ref(_noise(1), 0.6)]
+    (plain,) = _draw(painter, PROMPT, refs, 64, 64, [8])
+    (styled,) = _draw(painter, PROMPT, refs, 64, 64, [8], style=Ref(_noise(3), 1.0))
+    (second,) = _draw(painter, PROMPT, refs, 64, 64, [8], prompt_2="a lighthouse at night")
     assert not np.array_equal(_pixels(plain), _pixels(styled))
     assert not np.array_equal(_pixels(plain), _pixels(second))
 
 
 def test_repair_changes_only_the_masked_region_and_restores_scales(painter) -> None:
-    from animagent.backends.painter_sdxl import Reference, adapter_scales
+    from animagent.backends.painter_sdxl import adapter_scales
 
-    (image,) = painter.draw(PROMPT, [Reference(_noise(1), 0.6)], 64, 64, [9])
+    (image,) = _draw(painter, PROMPT, [Ref(_noise(1), 0.6)], 64, 64, [9])
     before = adapter_scales(painter._pipe)
     mask = np.zeros((64, 64), dtype=bool)
     mask[8:40, 4:30] = True
-    repaired = painter.repair(image, mask, PROMPT, Reference(_noise(2), 0.8), Reference(_noise(3), 0.3), 0.9, 4)
+    repaired = _repair(painter, image, mask, PROMPT, Ref(_noise(2), 0.8), Ref(_noise(3), 0.3), 0.9, 4)
     assert repaired.size == (64, 64)
     changed = np.abs(_pixels(repaired) - _pixels(image)).sum(axis=2) > 0
     assert not changed[~mask].any() and changed[mask].any()
@@ -148,33 +168,31 @@ def test_repair_changes_only_the_masked_region_and_restores_scales(painter) -> N
 
 
 def test_reference_without_box_covers_the_whole_frame(painter, calls) -> None:
-    from animagent.backends.painter_sdxl import Reference
 
-    painter.draw(PROMPT, [Reference(_noise(1), 0.6, LEFT), Reference(_noise(2), 0.3)], 64, 64, [7])
+    _draw(painter, PROMPT, [Ref(_noise(1), 0.6, LEFT), Ref(_noise(2), 0.3)], 64, 64, [7])
     masks, _ = calls[0]["cross_attention_kwargs"]["ip_adapter_masks"].masks
     assert masks[0, 1].min() == 1 and masks[0, 0, :, 32:].max() == 0
 
 
 def test_scales_are_restored_after_draw_even_when_it_fails(painter) -> None:
-    from animagent.backends.painter_sdxl import Reference, adapter_scales
+    from animagent.backends.painter_sdxl import adapter_scales
 
-    painter.draw(PROMPT, [Reference(_noise(1), 0.5)], 64, 64, [1])  # make sure the adapters are loaded
+    _draw(painter, PROMPT, [Ref(_noise(1), 0.5)], 64, 64, [1])  # make sure the adapters are loaded
     before = adapter_scales(painter._pipe)
     assert before and set(map(repr, before.values())) == {"[1.0, 1.0]"}
-    refs = [Reference(_noise(1), 0.7, LEFT), Reference(_noise(2), 0.3, RIGHT)]
-    painter.draw(PROMPT, refs, 64, 64, [7], style=Reference(_noise(3), 0.3))
+    refs = [Ref(_noise(1), 0.7, LEFT), Ref(_noise(2), 0.3, RIGHT)]
+    _draw(painter, PROMPT, refs, 64, 64, [7], style=Ref(_noise(3), 0.3))
     assert adapter_scales(painter._pipe) == before
     with pytest.raises(ValueError):  # SDXL needs sizes divisible by 8; the failure comes from inside the call
-        painter.draw(PROMPT, refs, 60, 60, [7])
+        _draw(painter, PROMPT, refs, 60, 60, [7])
     assert adapter_scales(painter._pipe) == before
 
 
 def test_draw_follows_the_references(painter) -> None:
-    from animagent.backends.painter_sdxl import Reference
 
     def draw(first: Image.Image, scale: float = 0.8) -> np.ndarray:
-        refs = [Reference(first, scale, LEFT), Reference(_noise(9), 0.3, RIGHT)]
-        return _pixels(painter.draw(PROMPT, refs, 64, 64, [11])[0])
+        refs = [Ref(first, scale, LEFT), Ref(_noise(9), 0.3, RIGHT)]
+        return _pixels(_draw(painter, PROMPT, refs, 64, 64, [11])[0])
 
     base = draw(_noise(1))
     assert np.array_equal(draw(_noise(1)), base)  # deterministic for a seed
@@ -187,14 +205,14 @@ def test_repair_keeps_the_shared_modules_in_the_configured_dtype(weights_root) -
     later draw several times slower. bfloat16 stands in for float16 here (the CPU runs it)."""
     import torch
 
-    from animagent.backends.painter_sdxl import Reference, SDXLPainter
+    from animagent.backends.painter_sdxl import SDXLPainter
 
     painter = SDXLPainter(_config(weights_root).model_copy(update={"dtype": "bfloat16"}), weights_root)
     try:
-        (image,) = painter.draw(PROMPT, [Reference(_noise(1), 0.6)], 64, 64, [9])
+        (image,) = _draw(painter, PROMPT, [Ref(_noise(1), 0.6)], 64, 64, [9])
         mask = np.zeros((64, 64), dtype=bool)
         mask[8:40, 4:30] = True
-        painter.repair(image, mask, PROMPT, Reference(_noise(2), 0.8), None, 0.9, 4)
+        _repair(painter, image, mask, PROMPT, Ref(_noise(2), 0.8), None, 0.9, 4)
         pipe = painter._pipe
         dtypes = {p.dtype for m in (pipe.unet, pipe.vae, pipe.text_encoder, pipe.text_encoder_2, pipe.image_encoder)
                   for p in m.parameters()}
@@ -206,7 +224,6 @@ def test_repair_keeps_the_shared_modules_in_the_configured_dtype(weights_root) -
 def test_masks_are_resized_once_per_call_and_grid_not_per_layer_and_step(painter, monkeypatch):
     from diffusers.image_processor import IPAdapterMaskProcessor
 
-    from animagent.backends.painter_sdxl import Reference
     from animagent.backends.sdxl_attention import RegionIPAdapterProcessor
 
     resizes: list[int] = []
@@ -217,8 +234,8 @@ def test_masks_are_resized_once_per_call_and_grid_not_per_layer_and_step(painter
         return original(mask, batch_size, num_queries, value_embed_dim)
 
     monkeypatch.setattr(IPAdapterMaskProcessor, "downsample", staticmethod(counted))
-    refs = [Reference(_noise(1), 0.7, LEFT), Reference(_noise(2), 0.3, RIGHT)]
-    painter.draw(PROMPT, refs, 64, 64, [7, 8], style=Reference(_noise(3), 0.4))
+    refs = [Ref(_noise(1), 0.7, LEFT), Ref(_noise(2), 0.3, RIGHT)]
+    _draw(painter, PROMPT, refs, 64, 64, [7, 8], style=Ref(_noise(3), 0.4))
     processors = painter._pipe.unet.attn_processors
     adapter_layers = [p for p in processors.values() if isinstance(p, RegionIPAdapterProcessor)]
     assert len(adapter_layers) == len([n for n in processors if n.endswith("attn2.processor")])

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import subprocess
 
 import numpy as np
 import pytest
 
-from animagent.stages.evaluate import REPORT, EvalSettings, evaluate
-from tests.test_evaluate import GREEN, RED, encoders, synthetic_run  # noqa: F401  (encoders is a fixture)
+from animagent.stages.evaluate import REPORT, evaluate
+from tests.fakes import context
+from tests.test_evaluate import GREEN, RED, StyleDirector, encoders, synthetic_run  # noqa: F401  (encoders is a fixture)
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 WIDTH, HEIGHT = 1280, 2400
@@ -24,8 +26,9 @@ def test_report_renders_with_its_storyboard(tmp_path, tiny_model, encoders):  # 
 
     clip, dino = encoders
     run, script, cast, keyframes, clips, config = synthetic_run(tmp_path / "run", tiny_model.root)
-    evaluate(run, script, cast, keyframes, clips, config, EvalSettings(segmenter=None),
-             clip=lambda: clip, dino=lambda: dino, style_classifier=lambda image: "illustration")
+    config = config.model_copy(update={"eval": config.eval.model_copy(update={"masked_crops": False})})
+    evaluate(context(run, config, embedder=clip, dino=dino, director=StyleDirector(itertools.repeat("illustration"))),
+             script, cast, keyframes, clips)
     screenshot = tmp_path / "report.png"
     subprocess.run(
         [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

@@ -13,13 +13,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from animagent.artifacts import Box, Candidates, Cast, CharacterSheet, Script, SettingSheet, Takes, Verdict
-from animagent.backends.director import grounding_box, grounding_frame
+from animagent import crops
+from animagent.artifacts import Box, Candidates, Cast, CharacterSheet, Script, SettingSheet, Verdict
+from animagent.backends.director import grounding
 from animagent.config import Config
 from animagent.runfolder import RunFolder
 from animagent.stages import cast as cast_stage
 from animagent.stages import draw, review
-from tests.fakes import ScriptedDirector
+from tests.fakes import ScriptedDirector, context
 
 SCRIPT = Script.model_validate_json(Path("tests/data/two_shots.json").read_text())
 RED, GREEN, BLUE, WHITE = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)
@@ -62,11 +63,12 @@ class PaintingRepairer:
         self.colour = colour
         self.calls: list[dict] = []
 
-    def repair(self, image, mask, prompt, ref, style, strength, seed):
-        self.calls.append({"mask": mask.copy(), "prompt": prompt, "ref": ref.image.getpixel((0, 0)),
-                           "strength": strength, "style": style is not None})
+    def repair(self, image, mask, prompt, references, images, strength, seed):
+        (ref,) = [i for r, i in zip(references, images) if r.layers == "all"]
+        self.calls.append({"mask": mask.copy(), "prompt": prompt, "ref": ref.getpixel((0, 0)),
+                           "strength": strength, "style": any(r.layers == "style" for r in references)})
         pixels = np.asarray(image.convert("RGB")).copy()
-        pixels[mask] = self.colour or ref.image.getpixel((0, 0))
+        pixels[mask] = self.colour or ref.getpixel((0, 0))
         return Image.fromarray(pixels)
 
 
@@ -99,9 +101,8 @@ def _setup(tmp_path: Path, shot_id: str, candidates: list[Image.Image], config: 
         run.write_image(rel, image)
     listed = Candidates(item=shot_id, prompt="a prompt", seeds=tuple(range(len(rels))), images=tuple(rels))
     run.write_model(f"keyframes/{shot_id}/candidates.json", listed)
-    embedder = ColourEmbedder()
-    memory = cast_stage.remember(cast, run, lambda: embedder, config, [])
-    return run, cast, listed, memory
+    cast_stage.remember(context(run, config, embedder=ColourEmbedder()), cast)
+    return run, cast, listed
 
 
 def _verdict(boxes: dict[str, list[int] | None], alignment: int = 3, on_model: bool = True, distortions=()) -> dict:
@@ -114,15 +115,13 @@ def _verdict(boxes: dict[str, list[int] | None], alignment: int = 3, on_model: b
 
 
 def _review(tmp_path, shot_id, candidates, verdicts, config, segmenter=None, painter=None, previous=()):
-    run, cast, listed, memory = _setup(tmp_path, shot_id, candidates, config)
+    run, cast, listed = _setup(tmp_path, shot_id, candidates, config)
     director = ScriptedDirector({"verdict": verdicts, "base": [{"description": "base"}],
                                  "context": [{"description": "context"}]}, tmp_path / "director.jsonl")
     painter = painter or PaintingRepairer()
-    keyframe = review.review(
-        SCRIPT, cast, SCRIPT.shot(shot_id), listed, list(previous), run, director=lambda: director,
-        embedder=ColourEmbedder, segmenter=lambda: segmenter or BoxSegmenter(), painter=lambda: painter,
-        memory=memory, config=config, models=[], takes=Takes(),
-    )
+    ctx = context(run, config, director=director, embedder=ColourEmbedder(), segmenter=segmenter or BoxSegmenter(),
+                  painter=painter)
+    keyframe = review.review(ctx, SCRIPT, cast, SCRIPT.shot(shot_id), listed, list(previous))
     verdict = run.read_model(keyframe.verdict, Verdict)
     return run, keyframe, verdict, director, painter
 
@@ -221,7 +220,7 @@ def test_a_shot_with_two_characters_checks_two_masks_and_shows_both_sheets(tmp_p
 def test_a_mask_never_leaves_its_box(mode, source):
     image = _candidate({"mira": RED}, "s01_k1")
     box = SCRIPT.shot("s01_k1").characters[0].box
-    mask, got, pixels = review.character_mask(image, box, lambda: BoxSegmenter(mode))
+    mask, got, pixels = crops.character_mask(image, box, BoxSegmenter(mode))
     x0, y0, x1, y1 = pixels
     assert got == source and pixels == box.to_pixels(SIZE, SIZE)
     assert mask[y0:y1, x0:x1].all() and mask.sum() == (x1 - x0) * (y1 - y0)
@@ -231,10 +230,10 @@ def test_masked_crop_is_square_and_white_outside_the_mask():
     image = Image.new("RGB", (40, 20), BLUE)
     mask = np.zeros((20, 40), dtype=bool)
     mask[:, :10] = True
-    crop = review.masked_crop(image, mask, (0, 0, 20, 20))
+    crop = crops.masked_crop(image, mask, (0, 0, 20, 20))
     pixels = np.asarray(crop)
     assert crop.size == (20, 20) and (pixels[:, :10] == BLUE).all() and (pixels[:, 10:] == 255).all()
-    tall = review.masked_crop(Image.new("RGB", (40, 40), RED), np.ones((40, 40), dtype=bool), (0, 0, 10, 40))
+    tall = crops.masked_crop(Image.new("RGB", (40, 40), RED), np.ones((40, 40), dtype=bool), (0, 0, 10, 40))
     assert tall.size == (40, 40) and tall.getpixel((20, 20)) == RED and tall.getpixel((0, 0)) == WHITE
 
 
@@ -245,12 +244,12 @@ def test_masked_crop_is_square_and_white_outside_the_mask():
     ([5, 5, 5, 40], "qwen2.5", (56, 56), None),  # no area
 ])
 def test_grounding_boxes_become_fractions_of_our_image(bbox, convention, sent, expected):
-    box = grounding_box(bbox, convention, sent)
+    box = grounding(convention, sent).box(bbox)
     if expected is None:
         assert box is None
     else:
         assert (box.x0, box.y0, box.x1, box.y1) == pytest.approx(expected)
-    assert grounding_frame(convention, sent) == ((1000, 1000) if convention == "qwen3" else sent)
+    assert grounding(convention, sent).frame == ((1000, 1000) if convention == "qwen3" else sent)
 
 
 def test_layout_boxes_become_ip_adapter_masks_only_when_characters_share_the_frame():

@@ -6,8 +6,8 @@ IP-Adapter plus image prompt at `animator.keyframe_scale`: the clip keeps the ke
 without being a warp of its pixels. It reuses the painter's SDXL base, fp16-fix VAE, IP-Adapter, guidance and
 negative prompt; the motion adapter is `animator.model` (`animatediff_sdxl`). The scheduler is DDIM with the
 settings the diffusers docs give for the SDXL beta adapter (linear betas, no sample clipping).
-This module owns the pipeline and MOTION_TABLE, the one place that maps the closed motion vocabulary
-(`artifacts.Motion`) to what AnimateDiff can be steered by: words in the prompt, and the playback fps.
+This module owns the pipeline; motion is steered by its table in motion.py: words in the prompt, and the playback
+fps. It renders `animator.frames` frames whatever the shot's length: assembly retimes the clip to the shot.
 Heavy imports (torch, diffusers) happen when the module is imported; `animagent` never imports it eagerly.
 """
 
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from diffusers import AnimateDiffSDXLPipeline, AutoencoderKL, DDIMScheduler, MotionAdapter
@@ -23,28 +22,12 @@ from PIL import Image, ImageOps
 
 from animagent import gpu
 from animagent.artifacts import Motion
+from animagent.backends.motion import ANIMATEDIFF
 from animagent.backends.painter_sdxl import IP_ADAPTER_ENCODER, IP_ADAPTER_WEIGHTS
 from animagent.config import Config
 from animagent.weights import model_dir
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class MotionParams:
-    phrase: str  # appended to the prompt: AnimateDiff's motion follows the text
-    fps: int  # playback rate of the clip
-
-
-# The SDXL beta adapter was trained on 8 fps clips; faster motion is asked for in words, not by frame rate,
-# so every class plays at 8 fps.
-MOTION_TABLE: dict[Motion, MotionParams] = {
-    "still": MotionParams(phrase="almost still, only a faint movement", fps=8),
-    "gentle": MotionParams(phrase="slow, gentle movement", fps=8),
-    "moderate": MotionParams(phrase="natural movement", fps=8),
-    "lively": MotionParams(phrase="lively, quick movement", fps=8),
-    "intense": MotionParams(phrase="intense fast action, dynamic motion", fps=8),
-}
 
 
 class AnimateDiffAnimator:
@@ -80,13 +63,16 @@ class AnimateDiffAnimator:
         log.info("loaded %s on %s in %.1f s", config.animator.model, config.painter.model,
                  time.perf_counter() - started)
 
-    def animate(self, image: Image.Image, prompt: str, motion: MotionParams, seed: int) -> list[Image.Image]:
-        """`config.animator.frames` frames at the animator's size, following `prompt` and the keyframe."""
+    def animate(
+        self, image: Image.Image, prompt: str, motion: Motion, duration_s: float, seed: int
+    ) -> list[Image.Image]:
+        """`config.animator.frames` frames at the animator's size, following `prompt`, the motion's words and the
+        keyframe (`duration_s` is not used: assembly retimes the clip)."""
         animator, painter = self._config.animator, self._config.painter
         size = (animator.width, animator.height)
         started = time.perf_counter()
         frames = self._pipe(
-            f"{prompt} {motion.phrase}.",
+            f"{prompt} {ANIMATEDIFF[motion].phrase}.",
             negative_prompt=painter.negative_prompt,
             ip_adapter_image=ImageOps.fit(image.convert("RGB"), size, method=Image.Resampling.LANCZOS),
             num_frames=animator.frames,

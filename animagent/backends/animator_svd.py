@@ -1,8 +1,8 @@
 """The SVD animator: one keyframe in, one short clip of frames out (Stable Video Diffusion img2vid-xt).
 
-This module owns the StableVideoDiffusionPipeline (from the weights registry) and MOTION_TABLE, the one place
-that maps the director's closed motion vocabulary (`artifacts.Motion`) to SVD's micro-conditioning.
-SVD takes no text: motion is steered only by `motion_bucket_id`, `noise_aug_strength` and `fps`.
+This module owns the StableVideoDiffusionPipeline (from the weights registry). SVD takes no text: the prompt is
+ignored, and motion is steered only by its table in motion.py (`motion_bucket_id`, `noise_aug_strength`, `fps`).
+It renders `animator.frames` frames whatever the shot's length: assembly retimes the clip to the shot.
 Heavy imports (torch, diffusers) happen when the module is imported; `animagent` never imports it eagerly.
 """
 
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -19,31 +18,11 @@ from PIL import Image, ImageOps
 
 from animagent import faults, gpu
 from animagent.artifacts import Motion
+from animagent.backends.motion import SVD
 from animagent.config import Config
 from animagent.weights import model_dir
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class MotionParams:
-    motion_bucket_id: int  # 0..255; higher = more motion
-    noise_aug_strength: float  # noise added to the conditioning image; higher = more motion, less resemblance
-    fps: int  # the conditioning (and playback) frame rate; the pipeline passes fps - 1 to the model itself
-
-
-# Stability's reference sampling for SVD-XT is motion_bucket_id 127, noise_aug 0.02, fps 7 (the model sees
-# fps_id 6): that is "moderate". The buckets spread around it over the trained 0..255 range. noise_aug stays
-# at the reference for calm shots, because it costs resemblance to the keyframe (character identity), and
-# rises only where strong motion matters more than fidelity. fps stays at the reference for every motion:
-# it is also the clip's playback rate and SVD-XT was fine-tuned at it; the other two steer the motion.
-MOTION_TABLE: dict[Motion, MotionParams] = {
-    "still": MotionParams(motion_bucket_id=30, noise_aug_strength=0.02, fps=7),
-    "gentle": MotionParams(motion_bucket_id=80, noise_aug_strength=0.02, fps=7),
-    "moderate": MotionParams(motion_bucket_id=127, noise_aug_strength=0.02, fps=7),
-    "lively": MotionParams(motion_bucket_id=170, noise_aug_strength=0.05, fps=7),
-    "intense": MotionParams(motion_bucket_id=220, noise_aug_strength=0.1, fps=7),
-}
 
 
 class SVDAnimator:
@@ -63,8 +42,11 @@ class SVDAnimator:
         )
         log.info("loaded %s in %.1f s", config.animator.model, time.perf_counter() - started)
 
-    def animate(self, image: Image.Image, motion: MotionParams, seed: int) -> list[Image.Image]:
-        """`config.animator.frames` frames at the animator's size; the keyframe is cover-scaled and centred.
+    def animate(
+        self, image: Image.Image, prompt: str, motion: Motion, duration_s: float, seed: int
+    ) -> list[Image.Image]:
+        """`config.animator.frames` frames at the animator's size; the keyframe is cover-scaled and centred. SVD
+        reads no text and renders a fixed frame count, so `prompt` and `duration_s` are not used.
 
         Out of GPU memory, it walks a ladder instead of failing (the rungs taken go to the manifest):
         denoising retries with model CPU offload, then forward chunking, then — only with
@@ -72,6 +54,7 @@ class SVDAnimator:
         The latents are kept between the two, so a decode failure never re-runs the denoising.
         """
         animator = self._config.animator
+        params = SVD[motion]
         size = (animator.width, animator.height)
         started = time.perf_counter()
         keyframe = ImageOps.fit(image.convert("RGB"), size, method=Image.Resampling.LANCZOS)
@@ -90,9 +73,9 @@ class SVDAnimator:
                 num_inference_steps=animator.steps,
                 min_guidance_scale=animator.min_guidance,
                 max_guidance_scale=animator.max_guidance,
-                fps=motion.fps,
-                motion_bucket_id=motion.motion_bucket_id,
-                noise_aug_strength=motion.noise_aug_strength,
+                fps=params.fps,
+                motion_bucket_id=params.motion_bucket_id,
+                noise_aug_strength=params.noise_aug_strength,
                 generator=gpu.generator(seed),
                 output_type="latent",
             ).frames

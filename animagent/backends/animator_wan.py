@@ -16,7 +16,6 @@ import importlib.util
 import logging
 import math
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -26,28 +25,13 @@ from PIL import Image, ImageOps
 
 from animagent import faults, gpu
 from animagent.artifacts import Motion
+from animagent.backends.motion import WAN
 from animagent.config import Config
 from animagent.errors import MissingError
 from animagent.weights import model_dir
 
 log = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class WanMotion:
-    phrase: str  # appended to the prompt: Wan's motion follows the text
-    fps: int  # the clip's frame rate: the model's 24 for every class (it was trained at 24 fps)
-
-
-# The director's closed motion vocabulary in words Wan reads. Speed is asked for in the prompt, never by
-# retiming: every class plays at the model's 24 fps, so a shot's duration is its motion's duration.
-WAN: dict[Motion, WanMotion] = {
-    "still": WanMotion(phrase="Almost still: only a faint movement, the camera holds", fps=24),
-    "gentle": WanMotion(phrase="Slow, gentle movement", fps=24),
-    "moderate": WanMotion(phrase="Natural movement at an easy pace", fps=24),
-    "lively": WanMotion(phrase="Lively, quick movement", fps=24),
-    "intense": WanMotion(phrase="Intense fast action, dynamic motion", fps=24),
-}
 
 MAX_FRAMES = 121  # Wan2.2-TI2V-5B's clip length (5 s at 24 fps)
 TEMPORAL_STRIDE = 4  # the VAE's temporal compression: clips are 4k+1 frames

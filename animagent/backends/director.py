@@ -2,9 +2,9 @@
 
 This module owns what every director kind shares: prompt templates (data files in `animagent/prompts/`),
 the JSON schema handed to the constrained decoder, the bounded retry loop with the validation error fed
-back, the raw-reply log (`logs/director.jsonl`), and the conversion of grounding boxes from the model's
-convention (`director.box_convention`) to our image. A kind only implements `_complete`: send messages
-with a schema, return the text and finish reason. Kinds: `transformers` (in-process, xgrammar),
+back, the raw-reply log (`logs/director.jsonl`), the size images are shown at (`director_size`) and where grounding
+boxes live for the model's convention (`director.box_convention`). A kind only implements `_complete`: send
+messages with a schema, return the text and finish reason. Kinds: `transformers` (in-process, xgrammar),
 `openai` (any OpenAI-compatible server), `vllm` (in-process vLLM). Model output is parsed as strict JSON
 and validated by pydantic; it is never evaluated or scraped.
 """
@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from importlib import resources
@@ -23,8 +24,8 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from animagent.artifacts import Box
-from animagent.config import Config, DirectorConfig
+from animagent.backends import Grounding
+from animagent.config import DirectorConfig
 from animagent.errors import DirectorOutputError, InputError
 
 if TYPE_CHECKING:
@@ -41,6 +42,9 @@ _OPEN_TEXT_PATTERN = '^[^\\x00-\\x1f"\\\\]+$'
 # xgrammar (also vLLM's structured-output backend) cannot compile a repeat count above 128: a longer field
 # keeps an open-ended pattern, and its length is enforced by validation and max_new_tokens instead.
 _MAX_REPEAT = 128
+# Qwen2.5-VL sees 28x28-pixel cells (14 px patches merged 2x2). An image whose sides are multiples of 28 and
+# whose area is within the processor's bounds is not resized again, so its absolute boxes are in our pixels.
+CELL = 28
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,24 @@ class Message:
 class Reply:
     text: str
     finish_reason: str | None  # "stop", "length", ... as the backend reports it
+
+
+def director_size(width: int, height: int, max_pixels: int) -> tuple[int, int]:
+    """The size an image is sent at: at most `max_pixels`, both sides multiples of 28 (aspect kept to
+    within one cell). Qwen2.5-VL boxes are pixels of this size; map them back with original / this."""
+    scale = min(1.0, math.sqrt(max_pixels / (width * height)))
+    return (
+        max(CELL, math.floor(width * scale / CELL) * CELL),
+        max(CELL, math.floor(height * scale / CELL) * CELL),
+    )
+
+
+def grounding(convention: str, sent_size: tuple[int, int]) -> Grounding:
+    """Qwen2.5-VL answers in absolute pixels of the image as the model saw it (`sent_size`: images are sent already
+    at `director_size`, so no resize happens), Qwen3-VL on a 0-1000 grid of the image (ecosystem.md §2.7)."""
+    if convention == "qwen3":
+        return Grounding((1000, 1000), "on a 0 to 1000 grid of the keyframe, x from the left, y from the top")
+    return Grounding(sent_size, f"in pixels of the keyframe, which is {sent_size[0]} wide and {sent_size[1]} high")
 
 
 def render_prompt(task: str, variables: Mapping[str, str]) -> str:
@@ -148,6 +170,17 @@ class Director:
     def _complete(self, messages: list[Message], schema: dict[str, Any], seed: int) -> Reply:
         raise NotImplementedError
 
+    def sent_image(self, image: Image) -> Image:
+        size = director_size(image.width, image.height, self.config.max_pixels)
+        if size == image.size:
+            return image
+        from PIL.Image import Resampling
+
+        return image.resize(size, Resampling.LANCZOS)
+
+    def grounding(self, sent_size: tuple[int, int]) -> Grounding:
+        return grounding(self.config.box_convention, sent_size)
+
     def sleep(self) -> None:
         """Give the GPU back so the painter can have it (`gpu.one_heavy_model`): the weights wait in CPU memory
         (in-process kinds) or the server sleeps (openai kind with `sleep_mode`). A no-op unless the kind can."""
@@ -172,36 +205,3 @@ class Director:
         }
         with self.log_path.open("a", encoding="utf-8") as fh:
             fh.write(json.dumps(record, ensure_ascii=False) + "\n")
-
-
-def make_director(config: Config, log_path: Path) -> Director:
-    """Build the director kind named in the config (heavy imports happen inside the kind's module)."""
-    if config.director.kind == "transformers":
-        from animagent.backends.director_transformers import TransformersDirector
-
-        return TransformersDirector(config, log_path)
-    if config.director.kind == "openai":
-        from animagent.backends.director_openai import OpenAIDirector
-
-        return OpenAIDirector(config, log_path)
-    from animagent.backends.director_vllm import VLLMDirector
-
-    return VLLMDirector(config, log_path)
-
-
-def grounding_frame(convention: str, sent_size: tuple[int, int]) -> tuple[int, int]:
-    """The largest x and y a grounding box may hold: Qwen2.5-VL answers in absolute pixels of the image as the
-    model saw it (`sent_size`: the caller sends images already at `director_size`, so no resize happens),
-    Qwen3-VL on a 0-1000 grid of the image (ecosystem.md §2.7)."""
-    return (1000, 1000) if convention == "qwen3" else sent_size
-
-
-def grounding_box(bbox: Sequence[int], convention: str, sent_size: tuple[int, int]) -> Box | None:
-    """A director's grounding box (x1, y1, x2, y2 in `grounding_frame`) as fractions of the image, corners in any
-    order; None when it encloses no area. Box.to_pixels then gives it in the pixels of our own image."""
-    max_x, max_y = grounding_frame(convention, sent_size)
-    x_a, x_b = sorted((min(bbox[0], max_x) / max_x, min(bbox[2], max_x) / max_x))
-    y_a, y_b = sorted((min(bbox[1], max_y) / max_y, min(bbox[3], max_y) / max_y))
-    if x_b <= x_a or y_b <= y_a:
-        return None
-    return Box(x0=x_a, y0=y_a, x1=x_b, y1=y_b)

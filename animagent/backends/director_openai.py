@@ -16,7 +16,6 @@ from __future__ import annotations
 import base64
 import io
 import logging
-import math
 import os
 import random
 import time
@@ -27,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 from pydantic import BaseModel, Field, ValidationError
 
-from animagent.backends.director import Director, Message, Reply
+from animagent.backends.director import Director, Message, Reply, director_size
 from animagent.config import Config, DirectorConfig
 from animagent.errors import DirectorUnavailableError
 from animagent.weights import spec
@@ -39,25 +38,10 @@ log = logging.getLogger(__name__)
 
 BACKOFF_BASE_S = 0.5  # first retry waits 0.25-0.5 s, doubling per retry
 BACKOFF_CAP_S = 20.0
-# Qwen2.5-VL sees 28x28-pixel cells (14 px patches merged 2x2). An image whose sides are multiples of 28 and
-# whose area is within the processor's bounds is not resized again, so its absolute boxes are in our pixels.
-CELL = 28
-
-
 def served_model_name(director: DirectorConfig) -> str:
     """The model name requests carry and `animagent director serve` registers: `director.model`, else the
     Hub repo id of `director.weights`."""
     return director.model or spec(director.weights).repo_id
-
-
-def director_size(width: int, height: int, max_pixels: int) -> tuple[int, int]:
-    """The size an image is sent at: at most `max_pixels`, both sides multiples of 28 (aspect kept to
-    within one cell). Qwen2.5-VL boxes are pixels of this size; map them back with original / this."""
-    scale = min(1.0, math.sqrt(max_pixels / (width * height)))
-    return (
-        max(CELL, math.floor(width * scale / CELL) * CELL),
-        max(CELL, math.floor(height * scale / CELL) * CELL),
-    )
 
 
 def image_data_url(image: Image, max_pixels: int) -> str:

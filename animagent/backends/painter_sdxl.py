@@ -19,7 +19,6 @@ import logging
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +28,7 @@ from diffusers.image_processor import IPAdapterMaskProcessor
 from PIL import Image
 
 from animagent import faults, gpu
-from animagent.artifacts import Box
+from animagent.artifacts import Box, Reference
 from animagent.backends import sdxl_attention
 from animagent.config import Config
 from animagent.weights import model_dir
@@ -41,15 +40,6 @@ IP_ADAPTER_ENCODER = "models/image_encoder"  # the ViT-H encoder; sdxl_models/im
 # InstantStyle (arXiv 2404.02733; diffusers ip_adapter.md "Style and layout control"): in SDXL the second
 # attention of up_blocks.0 carries style. The tiny UNet has the same block, with fewer attentions around it.
 STYLE_BLOCK, STYLE_ATTENTION = 0, 1
-
-
-@dataclass(frozen=True)
-class Reference:
-    """An image the painter should follow, how strongly, and where in the frame (None = everywhere)."""
-
-    image: Image.Image
-    scale: float
-    box: Box | None = None
 
 
 class SDXLPainter:
@@ -89,28 +79,31 @@ class SDXLPainter:
     def draw(
         self,
         prompt: str,
-        refs: Sequence[Reference],
+        references: Sequence[Reference],
+        images: Sequence[Image.Image],
         width: int,
         height: int,
         seeds: Sequence[int],
-        style: Reference | None = None,
         prompt_2: str | None = None,
     ) -> list[Image.Image]:
-        """Text plus references, one image per seed. `refs` share adapter 0, one mask (from its box) and one
-        scale each; `style` goes to adapter 1 through the style block only. `prompt_2` feeds SDXL's second text
-        encoder (None: `prompt` feeds both)."""
-        if not refs and style is None:
+        """Text plus references, one image per seed (`images[i]` is `references[i]`'s picture). References with
+        `layers="all"` share adapter 0, one mask (from its box) and one scale each; the one with `layers="style"`
+        goes to adapter 1 through the style block only. `prompt_2` feeds SDXL's second text encoder (None: `prompt`
+        feeds both)."""
+        if not references:
             return self.sketch(prompt, width, height, seeds)
         self._load_adapter()
+        refs, style = _split(references, images)
         blank = Image.new("RGB", (width, height))
-        characters = [ref.image.convert("RGB") for ref in refs] or [blank]
-        scales = [[ref.scale for ref in refs] or [0.0], self._style_scale(style)]
+        characters = [image.convert("RGB") for _, image in refs] or [blank]
+        scales = [[ref.scale for ref, _ in refs] or [0.0], self._style_scale(style)]
         with _adapter_scale(self._pipe, scales):
             return self._paint(
                 self._pipe, prompt, width, height, seeds, prompt_2=prompt_2,
-                ip_adapter_image=[characters, style.image.convert("RGB") if style is not None else blank],
+                ip_adapter_image=[characters, style[1].convert("RGB") if style is not None else blank],
                 cross_attention_kwargs={
-                    "ip_adapter_masks": self._region_masks([[ref.box for ref in refs] or [None], [None]], width, height)
+                    "ip_adapter_masks": self._region_masks([[ref.box for ref, _ in refs] or [None], [None]], width,
+                                                           height)
                 },
             )
 
@@ -119,15 +112,19 @@ class SDXLPainter:
         image: Image.Image,
         mask: np.ndarray,
         prompt: str,
-        ref: Reference,
-        style: Reference | None,
+        references: Sequence[Reference],
+        images: Sequence[Image.Image],
         strength: float,
         seed: int,
     ) -> Image.Image:
-        """Inpaint the `mask` (bool, image-sized) region of `image` with `ref` (whole-frame on adapter 0: the
-        inpainting mask is what confines it) and `style`. Pixels outside the mask are returned untouched: the
-        VAE round trip would otherwise alter them slightly everywhere."""
+        """Inpaint the `mask` (bool, image-sized) region of `image` with the one `layers="all"` reference
+        (whole-frame on adapter 0: the inpainting mask is what confines it) and the style one, if any. Pixels outside
+        the mask are returned untouched: the VAE round trip would otherwise alter them slightly everywhere."""
         self._load_adapter()
+        refs, style = _split(references, images)
+        if len(refs) != 1:
+            raise ValueError(f"repair takes one character reference, got {len(refs)}")
+        ((ref, ref_image),) = refs
         if self._inpaint is None:
             # Shares the pipeline's modules and its loaded adapters; scales are set per call, as for draw.
             # from_pipe casts the shared modules to float32 unless told a dtype: on an H200 that made every
@@ -140,7 +137,7 @@ class SDXLPainter:
             (painted,) = self._paint(
                 self._inpaint, prompt, image.width, image.height, [seed], image=image.convert("RGB"),
                 mask_image=region, strength=strength,
-                ip_adapter_image=[[ref.image.convert("RGB")], style.image.convert("RGB") if style is not None else blank],
+                ip_adapter_image=[[ref_image.convert("RGB")], style[1].convert("RGB") if style is not None else blank],
                 # per-image scales need per-adapter masks; whole-frame ones change nothing else
                 cross_attention_kwargs={"ip_adapter_masks": self._region_masks([[None], [None]], *image.size)},
             )
@@ -181,12 +178,12 @@ class SDXLPainter:
             for adapter in boxes
         ])
 
-    def _style_scale(self, style: Reference | None) -> float | dict:
+    def _style_scale(self, style: tuple[Reference, Image.Image] | None) -> float | dict:
         """Adapter 1's scale: InstantStyle's style block at the reference's scale, every other layer at 0."""
         if style is None:
             return 0.0
         count = len(self._pipe.unet.up_blocks[STYLE_BLOCK].attentions)
-        layers = [style.scale if i == STYLE_ATTENTION else 0.0 for i in range(count)]
+        layers = [style[0].scale if i == STYLE_ATTENTION else 0.0 for i in range(count)]
         return {"up": {f"block_{STYLE_BLOCK}": layers}}
 
     def _paint(
@@ -294,6 +291,19 @@ def _adapter_scale(pipe: StableDiffusionXLPipeline, scale: list) -> Iterator[Non
 def adapter_scales(pipe: StableDiffusionXLPipeline) -> dict[str, list]:
     """Each IP-Adapter attention processor's current scale list (one entry per loaded adapter)."""
     return {name: list(p.scale) for name, p in pipe.unet.attn_processors.items() if hasattr(p, "scale")}
+
+
+def _split(
+    references: Sequence[Reference], images: Sequence[Image.Image]
+) -> tuple[list[tuple[Reference, Image.Image]], tuple[Reference, Image.Image] | None]:
+    """(the references for adapter 0 with their images, the style one or None)."""
+    if len(references) != len(images):
+        raise ValueError(f"{len(references)} references but {len(images)} images")
+    pairs = list(zip(references, images))
+    styles = [pair for pair in pairs if pair[0].layers == "style"]
+    if len(styles) > 1:
+        raise ValueError(f"at most one style reference, got {len(styles)}")
+    return [pair for pair in pairs if pair[0].layers == "all"], (styles[0] if styles else None)
 
 
 def _mask(box: Box | None, width: int, height: int) -> Image.Image:

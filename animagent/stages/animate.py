@@ -1,12 +1,11 @@
 """Stage 5, animate: one clip per shot from its keyframe — the director chooses the motion, the animator renders
 `animator.candidates` clips, they are scored, and the director picks among the best `animator.top_k`.
 
-Three passes over the shots, stage-major (each model loads once; the studio releases the director while the
-animator renders):
+Three passes over the shots, stage-major (each model loads once; the studio's release schedule frees the director
+while the animator renders):
   1. `choose_motions` (director, step `motion/<shot>`): with the keyframe in view, the director picks the shot's
-     motion class (task `motion`; the script's planned motion is its hint). The animator's one table maps the
-     class to its settings: SVD's MOTION_TABLE (motion_bucket_id, noise_aug_strength, fps) or AnimateDiff's
-     (a motion phrase for the prompt, fps).
+     motion class (task `motion`; the script's planned motion is its hint). The animator's own table (motion.py)
+     maps the class to its settings, recorded in motion.json (SVD: motion_bucket_id, noise_aug_strength, fps).
   2. `render` (animator, step `animate/<shot>`): one clip per seed, seeds from (run seed, shot, candidate, take);
      each clip is encoded on one worker thread while the next renders, and the step is recorded once all are
      written.
@@ -17,16 +16,13 @@ animator renders):
      the two consistencies), best first; the director sees `animator.frames_shown` frames of each of the top-k
      (task `clip_pick`) and picks one. The choice and every score go to `clips/<shot>/review.json` (ClipReview).
 Clips are stored at the animator's own frame count and fps; assembly retimes them to each shot's duration.
-This module owns these steps and the ranking rule; the animators render, the encoders embed.
+This module owns these steps and the ranking rule; the animators render, the encoders embed (from the context).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -40,123 +36,85 @@ from animagent.artifacts import (
     Motion,
     MotionChoice,
     Script,
-    Takes,
 )
-from animagent.backends.director import Director
 from animagent.config import Config
-from animagent.runfolder import RunFolder, derive_seed, step_key
-from animagent.stages import Progress, ask_pick
+from animagent.runfolder import RunFolder
+from animagent.stages import Context, ask_pick
 from animagent.tasks import MotionDecision
 
 if TYPE_CHECKING:
     from PIL import Image
 
-    from animagent.backends.embedder import ClipEmbedder
-    from animagent.backends.embedder_dino import DinoEmbedder
+    from animagent.backends import Embedder, ImageEncoder
 
 RULE = "no spike, then moves (unless the motion is still), then mean of subject and background consistency"
 
 
-def motion_table(kind: str) -> dict:
-    """The MOTION_TABLE of the animator of this kind: motion class → that animator's parameters."""
-    if kind == "svd":
-        from animagent.backends.animator_svd import MOTION_TABLE
-    else:
-        from animagent.backends.animator_animatediff import MOTION_TABLE
-    return MOTION_TABLE
-
-
-def motion_parameters(kind: str, motion: Motion) -> dict[str, Any]:
-    """The animator's settings for a motion class, as recorded in motion.json and the step keys."""
-    return dataclasses.asdict(motion_table(kind)[motion])
-
-
-def choose_motions(
-    script: Script,
-    keyframes: list[Keyframe],
-    run: RunFolder,
-    director: Callable[[], Director],
-    config: Config,
-    models: list,
-    progress: Progress,
-) -> list[MotionChoice]:
+def choose_motions(ctx: Context, script: Script, keyframes: list[Keyframe]) -> list[MotionChoice]:
+    run, config = ctx.run, ctx.config
     choices = []
     for n, keyframe in enumerate(keyframes):
-        progress("motion", n, len(keyframes))
+        ctx.progress("motion", n, len(keyframes))
         shot = script.shot(keyframe.shot)
         json_rel = f"clips/{shot.id}/motion.json"
-        seed = derive_seed(config.seed, "motion", shot.id)
-        step = f"motion/{shot.id}"
-        key = step_key(step=step, keyframe=run.sha(keyframe.image), description=shot.description,
-                       planned=shot.motion, kind=config.animator.kind, director=config.director_key(), models=models,
-                       seed=seed)
-        if not run.done(step, key):
-            started = time.perf_counter()
-            reply = director().ask("motion", {"description": shot.description, "planned": shot.motion},
-                                   MotionDecision, images=[run.read_image(keyframe.image)], seed=seed)
+        seed = ctx.seed("motion", shot.id)
+        step = ctx.step(f"motion/{shot.id}", keyframe=run.sha(keyframe.image), description=shot.description,
+                        planned=shot.motion, kind=config.animator.kind, director=config.director_key(),
+                        models=ctx.models.ids("director"), seed=seed)
+        if step.todo:
+            reply = ctx.models.get("director").ask(
+                "motion", {"description": shot.description, "planned": shot.motion}, MotionDecision,
+                images=[run.read_image(keyframe.image)], seed=seed,
+            )
             run.write_model(json_rel, MotionChoice(
                 shot=shot.id, planned=shot.motion, motion=reply.motion, reason=reply.reason.strip(),
-                parameters=motion_parameters(config.animator.kind, reply.motion),
+                parameters=ctx.models.motion(reply.motion),
             ))
-            run.record(step, key, [json_rel], time.perf_counter() - started)
+            step.record([json_rel])
         choices.append(run.read_model(json_rel, MotionChoice))
-    progress("motion", len(keyframes), len(keyframes))
+    ctx.progress("motion", len(keyframes), len(keyframes))
     return choices
 
 
 def render(
-    script: Script,
-    keyframes: list[Keyframe],
-    motions: list[MotionChoice],
-    run: RunFolder,
-    animator: Callable[[], Any],
-    config: Config,
-    models: list,
-    takes: Takes,
-    progress: Progress,
+    ctx: Context, script: Script, keyframes: list[Keyframe], motions: list[MotionChoice]
 ) -> list[ClipCandidates]:
+    run, config = ctx.run, ctx.config
     rendered = []
     for n, (keyframe, motion) in enumerate(zip(keyframes, motions)):
-        progress("animate", n, len(keyframes))
+        ctx.progress("animate", n, len(keyframes))
         shot = script.shot(keyframe.shot)
         folder, json_rel = f"clips/{shot.id}/candidates", f"clips/{shot.id}/candidates.json"
-        take = takes.animate.get(shot.id, 0)
-        seeds = [derive_seed(config.seed, "animate", shot.id, str(i), take=take)
-                 for i in range(config.animator.candidates)]
-        step = f"animate/{shot.id}"
-        key = step_key(
-            step=step, keyframe=run.sha(keyframe.image), prompt=keyframe.prompt, motion=motion.parameters,
-            seeds=seeds, animator=config.animator.model_dump(exclude={"top_k", "frames_shown"}),
-            painter=config.painter if config.animator.kind == "animatediff" else None,
-            crf=config.assemble.crf, preset=config.assemble.preset, models=models,
+        take = ctx.takes.animate.get(shot.id, 0)
+        seeds = [ctx.seed("animate", shot.id, str(i), take=take) for i in range(config.animator.candidates)]
+        step = ctx.step(
+            f"animate/{shot.id}", keyframe=run.sha(keyframe.image), prompt=keyframe.prompt,
+            motion=motion.parameters, seeds=seeds, animator=ctx.models.settings("animator"),
+            crf=config.assemble.crf, preset=config.assemble.preset, models=ctx.models.ids("animator"),
         )
-        if not run.done(step, key):
-            started = time.perf_counter()
+        if step.todo:
             image = run.read_image(keyframe.image)
+            fps = motion.parameters["fps"]
             clips, ladder = [], []
             # Candidate i is encoded on the CPU while candidate i + 1 renders: PyAV releases the GIL while
             # x264 and swscale work. Waiting for the previous encode before handing over the next keeps at
             # most two candidates' frames in memory.
-            params = motion_table(config.animator.kind)[motion.motion]
             with ThreadPoolExecutor(max_workers=1) as encoder:
                 encoding = None
                 for i, seed in enumerate(seeds):
-                    if config.animator.kind == "svd":
-                        frames = animator().animate(image, params, seed)
-                    else:
-                        frames = animator().animate(image, keyframe.prompt, params, seed)
-                    ladder += [f"candidate {i}: {rung}" for rung in animator().take_ladder()]
+                    animator = ctx.models.get("animator")
+                    frames = animator.animate(image, keyframe.prompt, motion.motion, shot.duration_s, seed)
+                    ladder += [f"candidate {i}: {rung}" for rung in animator.take_ladder()]
                     rel = f"{folder}/{i}.mp4"
                     if encoding is not None:
                         encoding.result()
-                    encoding = encoder.submit(write_clip, run, rel, frames, motion.parameters["fps"], config)
-                    clips.append(Clip(shot=shot.id, video=rel, frames=len(frames), fps=motion.parameters["fps"],
-                                      seed=seed))
+                    encoding = encoder.submit(write_clip, run, rel, frames, fps, config)
+                    clips.append(Clip(shot=shot.id, video=rel, frames=len(frames), fps=fps, seed=seed))
                 encoding.result()  # every clip is in place before the step can be recorded
             run.write_model(json_rel, ClipCandidates(shot=shot.id, motion=motion.motion, clips=tuple(clips)))
-            run.record(step, key, [*(c.video for c in clips), json_rel], time.perf_counter() - started, notes=ladder)
+            step.record([*(c.video for c in clips), json_rel], notes=ladder)
         rendered.append(run.read_model(json_rel, ClipCandidates))
-    progress("animate", len(keyframes), len(keyframes))
+    ctx.progress("animate", len(keyframes), len(keyframes))
     return rendered
 
 
@@ -169,45 +127,33 @@ def write_clip(run: RunFolder, rel: str, frames: list[Image.Image], fps: int, co
                           preset=config.assemble.preset)
 
 
-def choose_clips(
-    script: Script,
-    rendered: list[ClipCandidates],
-    run: RunFolder,
-    embedder: Callable[[], ClipEmbedder],
-    dino: Callable[[], DinoEmbedder],
-    director: Callable[[], Director],
-    config: Config,
-    models: list,
-    takes: Takes,
-    progress: Progress,
-) -> list[Clip]:
+def choose_clips(ctx: Context, script: Script, rendered: list[ClipCandidates]) -> list[Clip]:
+    run, config = ctx.run, ctx.config
     chosen = []
     for n, candidates in enumerate(rendered):
-        progress("choose", n, len(rendered))
+        ctx.progress("choose", n, len(rendered))
         shot = script.shot(candidates.shot)
         video_rel, json_rel = f"clips/{shot.id}.mp4", f"clips/{shot.id}.json"
         review_rel = f"clips/{shot.id}/review.json"
-        seed = derive_seed(config.seed, "clip_pick", shot.id, take=takes.animate.get(shot.id, 0))
-        step = f"choose/{shot.id}"
-        key = step_key(
-            step=step, candidates=run.sha(f"clips/{shot.id}/candidates.json"),
+        seed = ctx.seed("clip_pick", shot.id, take=ctx.takes.animate.get(shot.id, 0))
+        step = ctx.step(
+            f"choose/{shot.id}", candidates=run.sha(f"clips/{shot.id}/candidates.json"),
             videos=[run.sha(c.video) for c in candidates.clips], description=shot.description,
             top_k=config.animator.top_k, frames_shown=config.animator.frames_shown, director=config.director_key(),
-            models=models, seed=seed,
+            models=ctx.models.ids("embedder", "dino", "director"), seed=seed,
         )
-        if not run.done(step, key):
+        if step.todo:
             from PIL import Image
 
             from animagent import video
 
-            started = time.perf_counter()
             frames = [video.read_frames(run.path(c.video)) for c in candidates.clips]
-            scored = [score_clip(i, c, f, candidates.motion, embedder, dino)
+            scored = [score_clip(i, c, f, candidates.motion, ctx.models.get("embedder"), ctx.models.get("dino"))
                       for i, (c, f) in enumerate(zip(candidates.clips, frames))]
             ranking = rank(scored)
             shown = ranking[: config.animator.top_k]
             pick = ask_pick(
-                director, "clip_pick", len(shown),
+                ctx, "clip_pick", len(shown),
                 {"frames": str(config.animator.frames_shown), "description": shot.description,
                  "motion": candidates.motion},
                 [Image.fromarray(frames[i][t]) for i in shown
@@ -221,9 +167,9 @@ def choose_clips(
             ))
             run.write_bytes(video_rel, run.path(winner.video).read_bytes())
             run.write_model(json_rel, winner.model_copy(update={"video": video_rel, "review": review_rel}))
-            run.record(step, key, [review_rel, video_rel, json_rel], time.perf_counter() - started)
+            step.record([review_rel, video_rel, json_rel])
         chosen.append(run.read_model(json_rel, Clip))
-    progress("choose", len(rendered), len(rendered))
+    ctx.progress("choose", len(rendered), len(rendered))
     return chosen
 
 
@@ -232,14 +178,14 @@ def score_clip(
     clip: Clip,
     frames: list[np.ndarray],
     motion: Motion,
-    embedder: Callable[[], ClipEmbedder],
-    dino: Callable[[], DinoEmbedder],
+    embedder: Embedder,
+    dino: ImageEncoder,
 ) -> ClipCandidate:
     """A candidate's scores: VBench subject (DINOv2) and background (CLIP) consistency, motion, spikes."""
     from PIL import Image
 
     images: list[Image.Image] = [Image.fromarray(f) for f in frames]
-    m = scoring.clip_measures(frames, dino().images(images), embedder().images(images))
+    m = scoring.clip_measures(frames, dino.images(images), embedder.images(images))
     return ClipCandidate(
         index=index, video=clip.video, seed=clip.seed, subject_consistency=m.subject_consistency,
         background_consistency=m.background_consistency, motion=m.motion, max_change_z=m.max_change_z,

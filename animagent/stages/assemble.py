@@ -7,33 +7,26 @@ and narration. This module owns splicing and the storyboard layout; encoding liv
 
 from __future__ import annotations
 
-import time
-
 from animagent import fonts
 from animagent.artifacts import Clip, Film, Keyframe, Script
-from animagent.config import Config
-from animagent.runfolder import RunFolder, step_key
-from animagent.stages import Progress
+from animagent.stages import Context
 
 FILM, SUBTITLES, STORYBOARD = "film.mp4", "film.srt", "storyboard.png"
 
 
-def assemble(
-    script: Script, keyframes: list[Keyframe], clips: list[Clip], run: RunFolder, config: Config, progress: Progress
-) -> Film:
+def assemble(ctx: Context, script: Script, keyframes: list[Keyframe], clips: list[Clip]) -> Film:
     from animagent import video
 
+    run, config = ctx.run, ctx.config
     fps = config.assemble.fps
     counts = [round(script.shot(c.shot).duration_s * fps) for c in clips]
-    step = "assemble"
-    key = step_key(
-        step=step, assemble=config.assemble, clips=[run.sha(c.video) for c in clips],
+    step = ctx.step(
+        "assemble", assemble=config.assemble, clips=[run.sha(c.video) for c in clips],
         keyframes=[run.sha(k.image) for k in keyframes], narrations=[script.shot(c.shot).narration for c in clips],
         counts=counts,
     )
-    progress("assemble", 0, 1)
-    if not run.done(step, key):
-        started = time.perf_counter()
+    ctx.progress("assemble", 0, 1)
+    if step.todo:
         shots = [
             video.FilmShot(frames=video.retime(video.read_frames(run.path(clip.video)), count),
                            narration=script.shot(clip.shot).narration)
@@ -44,8 +37,8 @@ def assemble(
         images = [run.read_image(k.image) for k in keyframes]
         board = storyboard(script, images, keyframes, config.assemble.storyboard_tile)
         run.write_image(STORYBOARD, board)
-        run.record(step, key, [FILM, SUBTITLES, STORYBOARD], time.perf_counter() - started)
-    progress("assemble", 1, 1)
+        step.record([FILM, SUBTITLES, STORYBOARD])
+    ctx.progress("assemble", 1, 1)
     return Film(run_dir=str(run.root), video=FILM, subtitles=SUBTITLES, storyboard=STORYBOARD,
                 shots=len(clips), frames=sum(counts), fps=fps)
 

@@ -13,16 +13,9 @@ the references and the draw step; the painter draws.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING
-
-from animagent.artifacts import Candidates, Cast, Keyframe, Reference, Script, Shot, Takes
+from animagent.artifacts import Candidates, Cast, Keyframe, Reference, Script, Shot
 from animagent.config import Config
-from animagent.runfolder import RunFolder, derive_seed, step_key
-
-if TYPE_CHECKING:
-    from animagent.backends.painter_sdxl import SDXLPainter
+from animagent.stages import Context
 
 
 def keyframe_prompt(script: Script, shot: Shot, cast: Cast) -> str:
@@ -60,45 +53,26 @@ def references(shot: Shot, cast: Cast, config: Config) -> list[Reference]:
     return refs
 
 
-def draw(
-    script: Script,
-    cast: Cast,
-    shot: Shot,
-    previous: list[Keyframe],
-    run: RunFolder,
-    painter: Callable[[], SDXLPainter],
-    config: Config,
-    models: list,
-    takes: Takes,
-) -> Candidates:
+def draw(ctx: Context, script: Script, cast: Cast, shot: Shot, previous: list[Keyframe]) -> Candidates:
     """The shot's candidates (step `draw/<shot>`), drawn after the keyframes of the shots before it."""
+    run, config = ctx.run, ctx.config
     folder, json_rel = f"keyframes/{shot.id}/candidates", f"keyframes/{shot.id}/candidates.json"
     prompt, prompt_2 = keyframe_prompt(script, shot, cast), continuity_prompt(shot, previous)
-    take = takes.draw.get(shot.id, 0)
-    seeds = [derive_seed(config.seed, "draw", shot.id, str(i), take=take) for i in range(config.draw.candidates)]
+    take = ctx.takes.draw.get(shot.id, 0)
+    seeds = [ctx.seed("draw", shot.id, str(i), take=take) for i in range(config.draw.candidates)]
     refs = references(shot, cast, config)
-    step = f"draw/{shot.id}"
-    key = step_key(
-        step=step, prompt=prompt, prompt_2=prompt_2, seeds=seeds, painter=config.painter, models=models,
-        refs=[(run.sha(ref.image), ref.scale, ref.box, ref.layers) for ref in refs],
+    step = ctx.step(
+        f"draw/{shot.id}", prompt=prompt, prompt_2=prompt_2, seeds=seeds, painter=config.painter,
+        models=ctx.models.ids("painter"), refs=[(run.sha(ref.image), ref.scale, ref.box, ref.layers) for ref in refs],
     )
-    if not run.done(step, key):
-        from animagent.backends import painter_sdxl
-
-        started = time.perf_counter()
-        images = painter().draw(
-            prompt,
-            [painter_sdxl.Reference(run.read_image(r.image), r.scale, r.box) for r in refs if r.layers == "all"],
-            config.painter.width,
-            config.painter.height,
-            seeds,
-            style=painter_sdxl.Reference(run.read_image(refs[-1].image), refs[-1].scale),
-            prompt_2=prompt_2,
-        )
+    if step.todo:
+        painter = ctx.models.get("painter")
+        images = painter.draw(prompt, refs, [run.read_image(r.image) for r in refs], config.painter.width,
+                              config.painter.height, seeds, prompt_2=prompt_2)
         rels = [f"{folder}/{i}.png" for i in range(len(images))]
         for rel, image in zip(rels, images):
             run.write_image(rel, image)
         run.write_model(json_rel, Candidates(item=shot.id, prompt=prompt, prompt_2=prompt_2, seeds=tuple(seeds),
                                              images=tuple(rels), references=tuple(refs)))
-        run.record(step, key, [*rels, json_rel], time.perf_counter() - started, notes=painter().take_ladder())
+        step.record([*rels, json_rel], notes=painter.take_ladder())
     return run.read_model(json_rel, Candidates)

@@ -3,48 +3,41 @@
 Per shot: CLIP-T of the keyframe against the shot description, VBench subject consistency (DINOv2 frame
 features) and background consistency (CLIP frame features) of the clip, its motion and its largest change
 z-score. Per character: cross-scene identity, the mean pairwise cosine of its crops (its layout box on each
-keyframe, SAM-masked when a segmenter is given) and their mean cosine to its cast sheet. Film: the means,
-Anim-Director's image-image similarity of consecutive keyframes, and DreamFactory's CSSC when a style
-classifier (the director) is given. The formulas are scoring.py's, shared with the pipeline.
-
-The report is one HTML file that opens offline: images are base64 data URIs (downscaled), the chart is a
-matplotlib PNG, the CSS is inline, there is no script and no external font. It shows the storyboard (each shot's
-narration, keyframe, the clip's poster frame, scores and flags), a row per character with its crops, the film
-summary and the encoders' ids. This module owns the measurement, the scorecard step and the report layout;
-encoders are handed in as zero-argument callables, so a finished step loads no model.
+keyframe, SAM-masked when `eval.masked_crops`) and their mean cosine to its cast sheet. Film: the means,
+Anim-Director's image-image similarity of consecutive keyframes, and DreamFactory's CSSC (the director classifies
+each keyframe's style). The formulas are scoring.py's, shared with the pipeline.
+This module owns the measurement and the eval step; the report's layout is report.py's. Encoders come from the
+context only when the step runs, so a finished step loads no model.
 """
 
 from __future__ import annotations
 
-import base64
-import html
-import io
 import logging
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from animagent import scoring
-from animagent.artifacts import Cast, Clip, Keyframe, Script, StyleClass
+from animagent.artifacts import Cast, Clip, Keyframe, Script
 from animagent.config import Config
-from animagent.runfolder import RunFolder, step_key
+from animagent.crops import box_pixels, character_mask, masked_crop
+from animagent.models import director_identity, role_models
+from animagent.report import Measured, render_report
 from animagent.scorecard import CharacterScore, Encoder, FilmScore, Flag, Scorecard, ShotScore
-from animagent.stages import Progress, no_progress
-from animagent.stages.review import Segmenter
+from animagent.stages import Context
+from animagent.tasks import KeyframeStyle
 from animagent.weights import spec
 
 if TYPE_CHECKING:
     from PIL import Image
 
+    from animagent.backends import Segmenter
+
 log = logging.getLogger(__name__)
 
 SCORECARD, REPORT = "scorecard.json", "report.html"
-THUMB_WIDTH = 480  # report images are downscaled to this width: the file stays small at 1024 px keyframes
 
 
 class EvalSettings(BaseModel):
@@ -67,115 +60,72 @@ class EvalSettings(BaseModel):
         masked = config.eval.masked_crops
         return cls(
             clip=config.embedder.clip, dino=config.embedder.dino, identity_encoder=config.eval.identity_encoder,
-            segmenter=(config.segmenter.model if config.segmenter.kind == "sam" else "segment_anything")
-            if masked else None,
+            segmenter=(role_models(config, "segmenter") or ["segment_anything"])[0] if masked else None,
         )
 
 
-class ImageEncoder(Protocol):
-    def images(self, images: list[Image.Image]) -> np.ndarray: ...
-
-
-class TextImageEncoder(ImageEncoder, Protocol):
-    def texts(self, texts: list[str]) -> np.ndarray: ...
-
-
-StyleClassifier = Callable[["Image.Image"], StyleClass]
-
-
-def evaluate(
-    run: RunFolder,
-    script: Script,
-    cast: Cast,
-    keyframes: list[Keyframe],
-    clips: list[Clip],
-    config: Config,
-    settings: EvalSettings,
-    clip: Callable[[], TextImageEncoder],
-    dino: Callable[[], ImageEncoder],
-    segmenter: Callable[[], Segmenter] | None = None,
-    style_classifier: StyleClassifier | None = None,
-    progress: Progress = no_progress,
-) -> Scorecard:
+def evaluate(ctx: Context, script: Script, cast: Cast, keyframes: list[Keyframe], clips: list[Clip]) -> Scorecard:
     """Score the run (or read the scorecard of an identical earlier evaluation) and write the report."""
-    if (segmenter is None) != (settings.segmenter is None):
-        raise ValueError(f"settings.segmenter is {settings.segmenter!r}; pass a segmenter exactly when it is set")
+    run, config = ctx.run, ctx.config
     if [k.shot for k in keyframes] != [c.shot for c in clips]:
         raise ValueError("keyframes and clips must list the same shots in the same order")
-    encoders = _encoders(config, settings, style_classifier is not None)
-    step = "eval"
-    key = step_key(
-        step=step, script=script, settings=settings.model_dump(), encoders=encoders,
+    settings = EvalSettings.from_config(config)
+    encoders = _encoders(config, settings)
+    step = ctx.step(
+        "eval", script=script, settings=settings.model_dump(), encoders=encoders,
         sheets=[run.sha(s.image) for s in cast.characters],
         keyframes=[run.sha(k.image) for k in keyframes], clips=[run.sha(c.video) for c in clips],
-        director=config.director_key() if style_classifier is not None else None,
+        director=config.director_key(),
     )
-    progress("eval", 0, 1)
-    if not run.done(step, key):
-        started = time.perf_counter()
-        measured = _measure(run, script, cast, keyframes, clips, settings, encoders, clip, dino, segmenter,
-                            style_classifier)
+    ctx.progress("eval", 0, 1)
+    if step.todo:
+        measured = _measure(ctx, script, cast, keyframes, clips, settings, encoders)
         run.write_model(SCORECARD, measured.card)
         run.write_text(REPORT, render_report(script, measured))
-        run.record(step, key, [SCORECARD, REPORT], time.perf_counter() - started)
-        log.info("evaluated %d shots in %.1f s", len(keyframes), time.perf_counter() - started)
-    progress("eval", 1, 1)
+        step.record([SCORECARD, REPORT])
+        log.info("evaluated %d shots", len(keyframes))
+    ctx.progress("eval", 1, 1)
     return run.read_model(SCORECARD, Scorecard)
 
 
-# --- measurement ---------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Measured:
-    """The scorecard plus the pictures the report shows (none of them is saved on its own)."""
-
-    card: Scorecard
-    keyframes: list[Image.Image]
-    posters: list[Image.Image]  # each clip's middle frame
-    crops: dict[str, list[tuple[str, Image.Image]]]  # character -> [(shot, crop)]
-    sheets: dict[str, Image.Image]
-
-
 def _measure(
-    run: RunFolder,
+    ctx: Context,
     script: Script,
     cast: Cast,
     keyframes: list[Keyframe],
     clips: list[Clip],
     settings: EvalSettings,
     encoders: tuple[Encoder, ...],
-    clip: Callable[[], TextImageEncoder],
-    dino: Callable[[], ImageEncoder],
-    segmenter: Callable[[], Segmenter] | None,
-    style_classifier: StyleClassifier | None,
 ) -> Measured:
     from PIL import Image
 
     from animagent import video
 
+    run, clip, dino = ctx.run, ctx.models.get("embedder"), ctx.models.get("dino")
     images = [run.read_image(k.image) for k in keyframes]
     # CLIP: keyframes against shot descriptions, consecutive keyframes
-    keyframe_features = clip().images(images)
-    clip_ts = scoring.clip_t(keyframe_features, clip().texts([script.shot(k.shot).description for k in keyframes]))
+    keyframe_features = clip.images(images)
+    clip_ts = scoring.clip_t(keyframe_features, clip.texts([script.shot(k.shot).description for k in keyframes]))
     similarity = scoring.consecutive_similarity(keyframe_features)  # empty for a one-shot film
-    styles = [style_classifier(image) for image in images] if style_classifier is not None else None
+    # CSSC: the director classifies each keyframe's style
+    styles = [ctx.models.get("director").ask("keyframe_style", {}, KeyframeStyle, images=[image],
+                                             seed=ctx.config.seed).style_class for image in images]
     # per clip, one clip's frames in memory at a time: background (CLIP), subject (DINOv2), motion, spikes
     shots, posters = [], []
     for i, (keyframe, clip_artifact) in enumerate(zip(keyframes, clips)):
         frames = video.read_frames(run.path(clip_artifact.video))
         frame_images = [Image.fromarray(f) for f in frames]
-        m = scoring.clip_measures(frames, dino().images(frame_images), clip().images(frame_images))
+        m = scoring.clip_measures(frames, dino.images(frame_images), clip.images(frame_images))
         flags: list[Flag] = [name for name, on in (("still", m.still), ("spike", m.spike)) if on]
         shots.append(ShotScore(
             shot=keyframe.shot, keyframe=keyframe.image, clip=clip_artifact.video, clip_t=float(clip_ts[i]),
             subject_consistency=m.subject_consistency, background_consistency=m.background_consistency,
-            motion=m.motion, max_change_z=m.max_change_z, style_class=styles[i] if styles is not None else None,
-            flags=tuple(flags),
+            motion=m.motion, max_change_z=m.max_change_z, style_class=styles[i], flags=tuple(flags),
         ))
         posters.append(frame_images[len(frame_images) // 2])
     # identity: each character's crops across shots, and against its cast sheet
     identity = clip if settings.identity_encoder == "clip" else dino
+    segmenter = ctx.models.get("segmenter") if settings.segmenter is not None else None
     crops = _character_crops(script, keyframes, images, segmenter)
     sheets = {s.character: run.read_image(s.image) for s in cast.characters}
     characters = []
@@ -183,8 +133,8 @@ def _measure(
         placed = crops.get(character.id, [])
         pairwise = reference = None
         if placed:
-            features = identity().images([crop for _, crop in placed])
-            reference = float(np.mean(scoring.cosine_matrix(features, identity().images([sheets[character.id]]))))
+            features = identity.images([crop for _, crop in placed])
+            reference = float(np.mean(scoring.cosine_matrix(features, identity.images([sheets[character.id]]))))
             pairwise = scoring.mean_pairwise_cosine(features) if len(placed) > 1 else None
         characters.append(CharacterScore(character=character.id, name=character.name,
                                          shots=tuple(shot for shot, _ in placed), identity=pairwise,
@@ -197,7 +147,7 @@ def _measure(
         background_consistency=float(np.mean([s.background_consistency for s in shots])),
         motion=float(np.mean([s.motion for s in shots])),
         identity=float(np.mean(scored_identity)) if scored_identity else None,
-        cssc=scoring.majority_share(styles) if styles is not None else None,
+        cssc=scoring.majority_share(styles),
         keyframe_similarity=tuple(float(v) for v in similarity),
         keyframe_similarity_mean=float(np.mean(similarity)) if len(similarity) else None,
     )
@@ -209,12 +159,10 @@ def _measure(
 
 
 def _character_crops(
-    script: Script, keyframes: list[Keyframe], images: list[Image.Image], segmenter: Callable[[], Segmenter] | None
+    script: Script, keyframes: list[Keyframe], images: list[Image.Image], segmenter: Segmenter | None
 ) -> dict[str, list[tuple[str, Image.Image]]]:
     """Per character, in film order: (shot, its identity crop) — the same crop the review's identity gate
-    scores (review.character_mask / masked_crop), or the plain box padded to a square without a segmenter."""
-    from animagent.stages.review import box_pixels, character_mask, masked_crop
-
+    scores (crops.character_mask / masked_crop), or the plain box padded to a square without a segmenter."""
     crops: dict[str, list[tuple[str, Image.Image]]] = {}
     for keyframe, image in zip(keyframes, images):
         for placement in script.shot(keyframe.shot).characters:
@@ -227,7 +175,7 @@ def _character_crops(
     return crops
 
 
-def _encoders(config: Config, settings: EvalSettings, styled: bool) -> tuple[Encoder, ...]:
+def _encoders(config: Config, settings: EvalSettings) -> tuple[Encoder, ...]:
     flavor = config.weights.flavor
     entries = [("clip", settings.clip), ("dino", settings.dino)]
     if settings.segmenter is not None and settings.segmenter != "segment_anything":
@@ -237,245 +185,9 @@ def _encoders(config: Config, settings: EvalSettings, styled: bool) -> tuple[Enc
     if settings.segmenter == "segment_anything":  # an official .pth checkpoint, identified by its file name
         encoders.append(Encoder(role="segmenter", name="segment_anything", repo_id="facebookresearch/segment-anything",
                                 revision=Path(str(config.segmenter.checkpoint)).name, flavor=flavor))
-    if styled:
-        director = config.director
-        served = director.kind == "openai"
-        encoders.append(Encoder(
-            role="style", name=f"director:{director.kind}",
-            repo_id=(director.model or spec(director.weights).repo_id) if served else spec(director.weights).repo_id,
-            revision="as served" if served else spec(director.weights).revision, flavor=flavor,
-        ))
+    repo_id, revision = director_identity(config)
+    encoders.append(Encoder(role="style", name=f"director:{config.director.kind}", repo_id=repo_id, revision=revision,
+                            flavor=flavor))
     return tuple(encoders)
 
 
-# --- report --------------------------------------------------------------------------------------------------
-
-
-def render_report(script: Script, measured: Measured) -> str:
-    """The whole report as one HTML document (no external resources)."""
-    card = measured.card
-    film = card.film
-    masked = "SAM-masked " if card.masked_crops else ""
-    cssc_note = ("CSSC: share of keyframes in the majority style class" if film.cssc is not None
-                 else "CSSC not scored: no style classifier was given")
-    metrics = [
-        ("CLIP-T", f"{film.clip_t:.1f}",
-         "keyframe vs. shot description, 100·cos on CLIP (DreamFactory's average keyframe CLIP ×100)"),
-        ("Subject consistency", f"{film.subject_consistency:.3f}", "VBench formula on DINOv2 frame features"),
-        ("Background consistency", f"{film.background_consistency:.3f}", "VBench formula on CLIP frame features"),
-        ("Motion", f"{film.motion:.3f}",
-         "mean pixel change per frame (0 = still); keeps a frozen clip from scoring perfectly"),
-        ("Identity", _fmt(film.identity),
-         f"mean pairwise cosine of each character's {masked}crops across shots ({card.identity_encoder.upper()})"),
-        ("Style consistency", _fmt(film.cssc), cssc_note),
-        ("Keyframe similarity", _fmt(film.keyframe_similarity_mean),
-         "consecutive keyframes, cosine on CLIP (Anim-Director's image-image similarity)"),
-    ]
-    metric_html = "".join(
-        f'<div class="metric"><div class="label">{_e(label)}</div><div class="value">{_e(value)}</div>'
-        f'<div class="note">{_e(note)}</div></div>'
-        for label, value, note in metrics
-    )
-    shot_cards = []
-    for i, shot_score in enumerate(card.shots):
-        shot = script.shot(shot_score.shot)
-        rows = [
-            ("CLIP-T", f"{shot_score.clip_t:.1f}", shot_score.clip_t / 100),
-            ("Subject consistency", f"{shot_score.subject_consistency:.3f}", shot_score.subject_consistency),
-            ("Background consistency", f"{shot_score.background_consistency:.3f}", shot_score.background_consistency),
-            ("Motion", f"{shot_score.motion:.3f}", shot_score.motion * 10),  # the bar is full at 0.1
-        ]
-        if i > 0:
-            value = film.keyframe_similarity[i - 1]
-            rows.append(("Similarity to previous keyframe", f"{value:.3f}", max(0.0, value)))
-        row_html = "".join(
-            f'<tr><td>{_e(name)}</td><td class="num">{_e(text)}<span class="bar"><span style="width:'
-            f'{100 * max(0.0, min(1.0, fill)):.0f}%"></span></span></td></tr>'
-            for name, text, fill in rows
-        )
-        chips = [('warn', "still clip") if f == "still" else ('warn', "frame spike") for f in shot_score.flags]
-        if not shot_score.flags:
-            chips.append(("ok", "moves, no spike"))
-        if shot_score.style_class is not None:
-            chips.append(("", f"style: {shot_score.style_class}"))
-        chip_html = "".join(f'<span class="chip {kind}">{_e(text)}</span>' for kind, text in chips)
-        people = ", ".join(script.character(p.character).name for p in shot.characters) or "no characters"
-        shot_cards.append(
-            f'<article class="shot"><div class="frames">'
-            f'{_figure(measured.keyframes[i], "keyframe")}{_figure(measured.posters[i], "clip, middle frame")}</div>'
-            f'<div class="body"><div class="head"><span class="id">{_e(shot.id)}</span>'
-            f'<span class="tags">{_e(shot.camera)} · {_e(shot.motion)} · {shot.duration_s} s</span></div>'
-            f'<p class="narration">“{_e(shot.narration)}”</p>'
-            f'<p class="description">{_e(shot.description)} <span class="who">({_e(people)})</span></p>'
-            f'<table class="scores">{row_html}</table><div class="chips">{chip_html}</div></div></article>'
-        )
-    character_rows = []
-    for score in card.characters:
-        character = script.character(score.character)
-        crop_html = "".join(
-            f'<figure>{_img(crop, 160)}<figcaption>{_e(shot)}</figcaption></figure>'
-            for shot, crop in measured.crops.get(score.character, [])
-        ) or '<p class="muted">not placed in any shot</p>'
-        sheet = measured.sheets.get(score.character)
-        character_rows.append(
-            f'<article class="character"><div class="who"><h3>{_e(character.name)}</h3>'
-            f'<p class="muted">{_e(character.appearance)}</p></div>'
-            f'<figure class="sheet">{_img(sheet, 200) if sheet is not None else ""}<figcaption>cast sheet</figcaption>'
-            f'</figure><div class="crops">{crop_html}</div>'
-            f'<dl><dt>Identity across shots</dt><dd>{_e(_fmt(score.identity))}</dd>'
-            f'<dt>Similarity to sheet</dt><dd>{_e(_fmt(score.reference))}</dd></dl></article>'
-        )
-    encoder_rows = "".join(
-        f"<tr><td>{_e(e.role)}</td><td>{_e(e.name)}</td><td>{_e(e.repo_id)}</td><td><code>{_e(e.revision)}</code></td>"
-        f"<td>{_e(e.flavor)}</td></tr>"
-        for e in card.encoders
-    )
-    page = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{_e(card.title)} · animagent report</title><style>{_CSS}</style></head>
-<body><header><div class="wrap"><p class="kicker">animagent evaluation report</p><h1>{_e(card.title)}</h1>
-<p>{_e(script.style.style_class)} · {_e(script.style.description)} · {len(card.shots)} shots ·
-{len(card.characters)} characters</p></div></header>
-<main class="wrap">
-<h2>Film</h2><section class="metrics">{metric_html}</section>
-<figure class="chart">{_chart(card)}</figure>
-<h2>Storyboard</h2><section class="board">{"".join(shot_cards)}</section>
-<h2>Characters</h2><section class="cast">{"".join(character_rows)}</section>
-<h2>How these numbers are made</h2><section class="method">
-<p>Formulas are in <code>animagent/scoring.py</code>, the same functions that choose candidates during a run.
-Subject and background consistency follow VBench: for every frame after the first, the mean of
-max(0, cos) to the previous and to the first frame, averaged over the clip; identical frames score 1.
-VBench uses DINO v1 ViT-B/16 and CLIP ViT-B/32, so numbers are comparable with its tables only when the
-encoders below match. The seeds print CLIP similarities as cosines (≈0.29); CLIP-T here is 100·cos.
-A spike is a frame-to-frame change more than {scoring.SPIKE_Z:.0f} standard deviations above the clip's mean change;
-a clip is still when it changes less than one grey level per pixel per frame.</p>
-<table class="encoders"><tr><th>role</th><th>name</th><th>repository</th><th>revision</th><th>weights</th></tr>
-{encoder_rows}</table></section></main></body></html>
-"""
-    # Text from a model may hold lone surrogates that UTF-8 cannot encode; they become "?" in the report only.
-    return page.encode("utf-8", errors="replace").decode("utf-8")
-
-
-def _chart(card: Scorecard) -> str:
-    """Per-shot scores as an embedded PNG: CLIP-T/100 and the two consistencies, and motion."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    ids = [s.shot for s in card.shots]
-    x = np.arange(len(ids))
-    figure = Figure(figsize=(11, 3.4), dpi=110)
-    FigureCanvasAgg(figure)
-    left, right = figure.subplots(1, 2, gridspec_kw={"width_ratios": [2.2, 1]})
-    series = [
-        ("CLIP-T / 100", [s.clip_t / 100 for s in card.shots], "#c2562d"),
-        ("subject consistency", [s.subject_consistency for s in card.shots], "#2f6f9f"),
-        ("background consistency", [s.background_consistency for s in card.shots], "#6b9f4a"),
-    ]
-    width = 0.8 / len(series)
-    for n, (label, values, color) in enumerate(series):
-        left.bar(x + (n - 1) * width, values, width, label=label, color=color)
-    left.set_ylim(0, 1.05)
-    left.set_title("Per-shot scores", loc="left", fontsize=11)
-    left.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False, ncols=3)
-    right.bar(x, [s.motion for s in card.shots], 0.6, color="#8a6bb0")
-    right.set_title("Motion per shot", loc="left", fontsize=11)
-    for axes in (left, right):
-        axes.set_xlim(-0.6, max(len(ids), 6) - 0.4)  # a short film keeps slim bars instead of stretching them
-        axes.set_xticks(x, ids, rotation=45 if len(ids) > 8 else 0, fontsize=8)
-        axes.spines[["top", "right"]].set_visible(False)
-        axes.tick_params(axis="y", labelsize=8)
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", metadata={"Software": None})
-    return f'<img alt="per-shot scores" src="data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()}">'
-
-
-def _figure(image: Image.Image, caption: str) -> str:
-    return f"<figure>{_img(image, THUMB_WIDTH)}<figcaption>{_e(caption)}</figcaption></figure>"
-
-
-def _img(image: Image.Image, max_width: int) -> str:
-    """An <img> with the image as a data URI: downscaled to `max_width`, PNG when small, else JPEG."""
-    from PIL import Image
-
-    image = image.convert("RGB")
-    if image.width > max_width:
-        image = image.resize((max_width, max(1, round(image.height * max_width / image.width))), Image.Resampling.LANCZOS)
-    buffer = io.BytesIO()
-    small = image.width * image.height <= 256 * 256
-    image.save(buffer, format="PNG" if small else "JPEG", quality=85)
-    mime = "image/png" if small else "image/jpeg"
-    pixelated = ' class="px"' if image.width < 160 else ""
-    return f'<img{pixelated} alt="" src="data:{mime};base64,{base64.b64encode(buffer.getvalue()).decode()}">'
-
-
-def _fmt(value: float | None) -> str:
-    return "—" if value is None else f"{value:.3f}"
-
-
-def _e(text: str) -> str:
-    return html.escape(str(text), quote=True)
-
-
-_CSS = """
-:root{--ink:#1d2330;--muted:#5d6678;--paper:#f4f1ea;--card:#fff;--line:#e2ddd2;--accent:#c2562d}
-*{box-sizing:border-box}
-body{margin:0;background:var(--paper);color:var(--ink);
- font:15px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif}
-.wrap{max-width:1240px;margin:0 auto;padding:0 36px}
-header{background:var(--ink);color:#fff;padding:30px 0 26px}
-header h1{margin:2px 0 6px;font-size:30px;font-weight:650;letter-spacing:-.01em}
-header p{margin:0;color:#c7cdd9}
-header .kicker{text-transform:uppercase;letter-spacing:.12em;font-size:12px;color:#e9a27f}
-main{padding-bottom:48px}
-h2{font-size:13px;margin:34px 0 12px;text-transform:uppercase;letter-spacing:.1em;color:var(--muted);font-weight:650}
-.metrics{display:grid;grid-template-columns:repeat(auto-fill,minmax(148px,1fr));gap:12px}
-.metric{background:var(--card);border:1px solid var(--line);border-radius:10px;padding:13px 15px}
-.metric .label{font-weight:600;font-size:13.5px}
-.metric .value{font-size:28px;font-weight:680;font-variant-numeric:tabular-nums;margin:2px 0}
-.metric .note{color:var(--muted);font-size:12px;line-height:1.35}
-figure{margin:0}
-.chart{margin-top:16px}
-.chart img{width:100%;display:block;background:#fff;border:1px solid var(--line);border-radius:10px}
-.board{display:grid;grid-template-columns:repeat(auto-fill,minmax(350px,1fr));gap:16px}
-.shot{background:var(--card);border:1px solid var(--line);border-radius:12px;overflow:hidden}
-.frames{display:grid;grid-template-columns:1fr 1fr;gap:2px;background:var(--ink)}
-.frames figure{position:relative}
-.frames img{width:100%;display:block}
-img.px{image-rendering:pixelated}
-.frames figcaption{position:absolute;left:6px;bottom:6px;font-size:11px;color:#fff;background:rgba(20,22,30,.6);
- padding:1px 7px;border-radius:4px}
-.body{padding:12px 15px 15px}
-.head{display:flex;justify-content:space-between;align-items:baseline;gap:8px}
-.id{font-weight:700;font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:13px}
-.tags{color:var(--muted);font-size:12.5px}
-.narration{font-style:italic;margin:8px 0 4px;font-size:15.5px}
-.description{color:var(--muted);font-size:13px;margin:0 0 10px}
-.scores{width:100%;border-collapse:collapse;font-size:13px}
-.scores td{padding:4px 0;border-top:1px solid var(--line)}
-.scores td.num{text-align:right;font-variant-numeric:tabular-nums;font-weight:600;white-space:nowrap}
-.bar{display:inline-block;vertical-align:middle;width:80px;height:6px;margin-left:10px;background:#ece8df;
- border-radius:3px;overflow:hidden}
-.bar span{display:block;height:100%;background:var(--accent)}
-.chips{margin-top:10px;display:flex;gap:6px;flex-wrap:wrap}
-.chip{font-size:12px;padding:2px 9px;border-radius:999px;background:#eee9df}
-.chip.ok{background:#dcefe2;color:#1f5c38}
-.chip.warn{background:#fbe8cc;color:#7a4b0c}
-.cast{display:flex;flex-direction:column;gap:12px}
-.character{display:grid;grid-template-columns:230px 130px 1fr 190px;gap:18px;align-items:center;
- background:var(--card);border:1px solid var(--line);border-radius:12px;padding:14px 16px}
-.character h3{margin:0 0 4px;font-size:17px}
-.muted{color:var(--muted);font-size:13px;margin:0}
-.sheet img{width:120px;border-radius:6px;border:1px solid var(--line);display:block}
-.sheet figcaption,.crops figcaption{font-size:11px;color:var(--muted);text-align:center;margin-top:3px}
-.crops{display:flex;gap:10px;flex-wrap:wrap}
-.crops img{height:110px;border-radius:6px;border:1px solid var(--line);display:block;background:#fff}
-dl{margin:0;display:grid;grid-template-columns:1fr auto;gap:4px 12px;font-size:13px}
-dt{color:var(--muted)}
-dd{margin:0;font-weight:650;font-variant-numeric:tabular-nums;text-align:right}
-.method p{max-width:880px;font-size:14px}
-.encoders{border-collapse:collapse;font-size:13px;background:var(--card);border:1px solid var(--line)}
-.encoders th,.encoders td{padding:6px 12px;text-align:left;border-bottom:1px solid var(--line)}
-code{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:12.5px}
-@media (max-width:820px){.character{grid-template-columns:1fr}.wrap{padding:0 16px}}
-"""

@@ -2,8 +2,8 @@
 
 Three director tasks in order — refine (retelling, cast, places), style (one of seven classes), script
 (scenes → shots over the planned ids). Ids are assigned here, never by the director: names are slugified
-and de-duplicated before they reach the file system. This module owns story validation and the mapping
-from the director's drafts to the Script artifact; it does not load models.
+and de-duplicated before they reach the file system. This module owns story validation, the mapping
+from the director's drafts to the Script artifact and the plan step (`script.json`, the user's to edit).
 """
 
 from __future__ import annotations
@@ -11,11 +11,36 @@ from __future__ import annotations
 from pathlib import Path
 
 from animagent.artifacts import Box, Character, Placement, Scene, Script, Setting, Shot, Style, slugify
-from animagent.backends.director import Director
+from animagent.backends import Director
 from animagent.config import MAX_DIRECTOR_IMAGES, Config, LimitsConfig
 from animagent.errors import InputError
-from animagent.runfolder import derive_seed
+from animagent.models import model_ids
+from animagent.runfolder import derive_seed, step_key
+from animagent.stages import Context, Step
 from animagent.tasks import StyleDecision, refine_output, script_output
+
+SCRIPT = "script.json"
+
+
+def plan(ctx: Context, story: str) -> Script:
+    """The script (step `plan`). Once planned with this key, whatever script.json holds is the script: the user may
+    have edited it, and the steps after it follow the edit."""
+    key = plan_key(ctx.config, story)
+    record = ctx.run.manifest.steps.get("plan")
+    if record is not None and record.key == key and ctx.run.exists(SCRIPT):
+        return check_script(ctx.run.read_model(SCRIPT, Script))
+    ctx.progress("plan", 0, 1)
+    step = Step(ctx, "plan", key)
+    script = draft_script(story, ctx.models.get("director"), ctx.config)
+    ctx.run.write_model(SCRIPT, script)
+    step.record([SCRIPT])
+    ctx.progress("plan", 1, 1)
+    return script
+
+
+def plan_key(config: Config, story: str) -> str:
+    return step_key(step="plan", story=story, director=config.director_key(), limits=config.limits,
+                    seed=config.seed, models=model_ids(config, config.director.weights))
 
 
 def read_story(path: Path, limits: LimitsConfig) -> str:
@@ -51,7 +76,7 @@ def check_script(script: Script) -> Script:
     return script
 
 
-def plan(story: str, director: Director, config: Config) -> Script:
+def draft_script(story: str, director: Director, config: Config) -> Script:
     limits = config.limits
     seed = config.seed
 
