@@ -29,13 +29,17 @@ class WeightsConfig(_Section):
 
 
 class LimitsConfig(_Section):
-    max_story_bytes: int = Field(100_000, ge=1, le=1_000_000)
-    max_characters: int = Field(3, ge=1, le=8)
-    max_settings: int = Field(3, ge=1, le=8)
-    max_scenes: int = Field(4, ge=1, le=20)
-    max_shots_per_scene: int = Field(3, ge=1, le=12)
-    min_shot_seconds: int = Field(2, ge=1, le=30)
-    max_shot_seconds: int = Field(5, ge=1, le=30)
+    max_story_bytes: int = Field(100_000, ge=1, le=1_000_000, description="the largest story file accepted")
+    max_characters: int = Field(
+        3, ge=1, le=8, description="characters the director may plan (each one is an image in a review question)"
+    )
+    max_settings: int = Field(3, ge=1, le=8, description="settings (places) the director may plan")
+    max_scenes: int = Field(4, ge=1, le=20, description="scenes the director may plan; a user script is held to it too")
+    max_shots_per_scene: int = Field(
+        3, ge=1, le=12, description="shots per scene the director may plan; a user script is held to it too"
+    )
+    min_shot_seconds: int = Field(2, ge=1, le=30, description="shortest shot the director may plan, in seconds")
+    max_shot_seconds: int = Field(5, ge=1, le=30, description="longest shot the director may plan, in seconds")
 
     @model_validator(mode="after")
     def _ordered(self) -> LimitsConfig:
@@ -47,11 +51,18 @@ class LimitsConfig(_Section):
 
 
 class DirectorConfig(_Section):
-    kind: Literal["transformers", "openai", "vllm"] = "transformers"
+    kind: Literal["transformers", "openai", "vllm"] = Field(
+        "transformers", description="transformers: in-process with xgrammar; openai: an OpenAI-compatible server "
+        "(vllm serve); vllm: in-process vllm.LLM"
+    )
     weights: str = Field("qwen2_5_vl_7b", description="registry name of the in-process director model")
     max_attempts: int = Field(3, ge=1, le=10, description="replies tried per task before DirectorOutputError")
-    max_new_tokens: int = Field(1536, ge=16, le=16384)
-    temperature: float = Field(0.7, ge=0.0, le=2.0)
+    max_new_tokens: int = Field(
+        1536, ge=16, le=16384, description="tokens one reply may have; a longer one is cut off and retried"
+    )
+    temperature: float = Field(
+        0.7, ge=0.0, le=2.0, description="the director's sampling temperature (tiny: 1.0, so every branch runs)"
+    )
     max_field_chars: int = Field(
         2000, ge=4, le=4000, description="upper bound on every free-text field the director fills"
     )
@@ -78,20 +89,24 @@ class DirectorConfig(_Section):
     )
     max_pixels: int = Field(1024 * 28 * 28, ge=4 * 28 * 28, description="image pixel budget for the director")
     gpu_memory_utilization: float = Field(0.35, gt=0, le=0.95, description="vLLM's share of the GPU")
-    max_model_len: int = Field(16384, ge=1024, le=131072)
+    max_model_len: int = Field(
+        16384, ge=1024, le=131072, description="vllm kind: context length the engine reserves memory for"
+    )
 
 
 class PainterConfig(_Section):
-    model: str = "sdxl_base"
-    vae: str = "sdxl_vae_fp16_fix"
-    ip_adapter: str = "ip_adapter_sdxl_vit_h"
-    width: int = Field(1024, ge=64, le=2048, multiple_of=8)
-    height: int = Field(1024, ge=64, le=2048, multiple_of=8)
-    steps: int = Field(30, ge=1, le=150)
-    guidance: float = Field(5.0, ge=1.0, le=20.0)
+    model: str = Field("sdxl_base", description="registry name of the SDXL base model")
+    vae: str = Field("sdxl_vae_fp16_fix", description="registry name of the VAE (the fp16-fix one decodes in fp16)")
+    ip_adapter: str = Field("ip_adapter_sdxl_vit_h", description="registry name of the IP-Adapter plus (ViT-H)")
+    width: int = Field(1024, ge=64, le=2048, multiple_of=8, description="keyframe width in pixels")
+    height: int = Field(1024, ge=64, le=2048, multiple_of=8, description="keyframe height in pixels")
+    steps: int = Field(30, ge=1, le=150, description="denoising steps per keyframe and repair")
+    guidance: float = Field(5.0, ge=1.0, le=20.0, description="classifier-free guidance scale of the painter")
     character_scale: float = Field(0.6, ge=0.0, le=1.0, description="IP-Adapter scale of each character ref")
     setting_scale: float = Field(0.3, ge=0.0, le=1.0, description="IP-Adapter scale of the setting ref")
-    negative_prompt: str = "blurry, deformed, extra limbs, text, watermark, low quality"
+    negative_prompt: str = Field(
+        "blurry, deformed, extra limbs, text, watermark, low quality", description="what every picture avoids"
+    )
 
 
 # Images one director prompt may carry: equal to backends/director_vllm.MAX_IMAGES_PER_PROMPT, which vLLM
@@ -100,8 +115,8 @@ MAX_DIRECTOR_IMAGES = 8
 
 
 class CastConfig(_Section):
-    width: int = Field(1024, ge=64, le=2048, multiple_of=8)
-    height: int = Field(1024, ge=64, le=2048, multiple_of=8)
+    width: int = Field(1024, ge=64, le=2048, multiple_of=8, description="cast sheet width in pixels")
+    height: int = Field(1024, ge=64, le=2048, multiple_of=8, description="cast sheet height in pixels")
     candidates: int = Field(
         4, ge=1, le=MAX_DIRECTOR_IMAGES, description="images drawn per character and per setting; the director picks"
     )
@@ -154,13 +169,19 @@ class AnimatorConfig(_Section):
         description="svd: image-to-video; animatediff: SDXL text-to-video held to the keyframe by IP-Adapter; "
         "wan: Wan2.2-TI2V-5B, image- and text-to-video, frames from the shot's duration",
     )
-    width: int = Field(1024, ge=64, le=2048, multiple_of=8)
-    height: int = Field(576, ge=64, le=2048, multiple_of=8)
-    frames: int = Field(25, ge=2, le=64)
-    steps: int = Field(25, ge=1, le=100)
-    min_guidance: float = Field(1.0, ge=1.0, le=10.0)
-    max_guidance: float = Field(3.0, ge=1.0, le=10.0)
-    decode_chunk_size: int = Field(8, ge=1, le=64)
+    width: int = Field(1024, ge=64, le=2048, multiple_of=8, description="clip width in pixels")
+    height: int = Field(576, ge=64, le=2048, multiple_of=8, description="clip height in pixels")
+    frames: int = Field(
+        25, ge=2, le=64, description="frames per clip of fixed-length animators (svd, animatediff); wan: from the shot"
+    )
+    steps: int = Field(25, ge=1, le=100, description="denoising steps per clip")
+    min_guidance: float = Field(
+        1.0, ge=1.0, le=10.0, description="svd: guidance at the first frame (SVD ramps guidance over the clip)"
+    )
+    max_guidance: float = Field(3.0, ge=1.0, le=10.0, description="svd: guidance at the last frame")
+    decode_chunk_size: int = Field(
+        8, ge=1, le=64, description="svd: frames decoded per VAE call (fewer: less memory; the OOM ladder halves it)"
+    )
     candidates: int = Field(3, ge=1, le=8, description="clip candidates per shot, one seed each")
     top_k: int = Field(2, ge=1, le=8, description="best-scored candidates the director chooses among")
     frames_shown: int = Field(3, ge=1, le=8, description="frames of each top-k candidate the director sees")
@@ -218,9 +239,13 @@ class GpuConfig(_Section):
 
 
 class AssembleConfig(_Section):
-    fps: int = Field(24, ge=1, le=60)
-    crf: int = Field(18, ge=0, le=51)
-    preset: str = "medium"
+    fps: int = Field(
+        24, ge=1, le=60, description="frame rate of film.mp4; each clip is retimed to its shot at this rate"
+    )
+    crf: int = Field(
+        18, ge=0, le=51, description="x264 constant rate factor of every clip and the film (lower: better, larger)"
+    )
+    preset: str = Field("medium", description="x264 preset (slower: smaller files at the same quality)")
     storyboard_tile: int = Field(384, ge=64, le=1024, description="storyboard tile width in pixels")
     voice: bool = Field(
         True, description="speak each shot's narration (the voice section) into film.mp4's audio track and fit the "
@@ -248,10 +273,14 @@ class EvalConfig(_Section):
 
 
 class Config(_Section):
-    profile: str = "default"
-    seed: int = Field(0, ge=0, le=2**31 - 1)
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    dtype: Literal["float32", "float16", "bfloat16"] = "float16"
+    profile: str = Field("default", description="the profile this config was resolved from (set by load_config)")
+    seed: int = Field(
+        0, ge=0, le=2**31 - 1, description="run seed; each decision derives its own (a new shot changes no other)"
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="where models run; auto: cuda when torch sees a GPU"
+    )
+    dtype: Literal["float32", "float16", "bfloat16"] = Field("float16", description="weights and activations dtype")
     weights: WeightsConfig = WeightsConfig()
     limits: LimitsConfig = LimitsConfig()
     director: DirectorConfig = DirectorConfig()

@@ -22,7 +22,7 @@ from animagent.errors import InputError
 from animagent.runfolder import LOCK, MANIFEST, TMP_PREFIX, Manifest, RunFolder
 from animagent.stages import Progress, no_progress, plan
 from animagent.stages.plan import SCRIPT, plan_key
-from animagent.studio import CONFIG, STORY, TAKES, Studio
+from animagent.studio import CONFIG, STORY, TAKES, Studio, read_takes
 from animagent.weights import ensure_present
 
 # What a run folder holds before its config.yaml is written (a run killed while being made): reusable as --out.
@@ -184,8 +184,7 @@ def rerender(run_dir: str | Path, shot_id: str, start: str = "draw", progress: P
     A new keyframe has a new context description, which the next shot is drawn with (keyframe iteration), so
     "draw" also redraws the shots after it whose prompts change; "animate" touches this shot's clip only."""
     config = open_run(Path(run_dir))
-    studio = Studio(config, Path(run_dir), progress)
-    run = studio.run_folder
+    run = RunFolder(Path(run_dir))
     if not run.exists(SCRIPT):
         raise InputError(f"{run.root} has no script.json yet; finish planning with `animagent resume {run.root}`")
     shots = [s.id for s in run.read_model(SCRIPT, Script).shots()]
@@ -195,11 +194,11 @@ def rerender(run_dir: str | Path, shot_id: str, start: str = "draw", progress: P
         raise InputError(f"--from must be draw or animate, got '{start}'")
     preflight(config)
     with run.lock():
-        takes = studio.takes()
+        takes = read_takes(run)
         counts = {"draw": dict(takes.draw), "animate": dict(takes.animate)}
         counts[start][shot_id] = counts[start].get(shot_id, 0) + 1
         run.write_model(TAKES, Takes(**counts))
-    return studio.run()
+    return Studio(config, Path(run_dir), progress).run()  # its stages see the new take
 
 
 @dataclass(frozen=True)

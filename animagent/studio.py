@@ -28,7 +28,7 @@ from animagent.weights import ensure_present
 
 T = TypeVar("T")
 STORY, CONFIG, TAKES = "story.txt", "config.yaml", "takes.json"
-__all__ = ["CONFIG", "RELEASE_AFTER", "SCRIPT", "STORY", "TAKES", "Studio"]
+__all__ = ["CONFIG", "RELEASE_AFTER", "SCRIPT", "STORY", "TAKES", "Studio", "read_takes"]
 
 # The release schedule (diffusers' model_cpu_offload_seq, for a film): the models that leave the GPU after each
 # pass. The cast's sheets are drawn before the director is asked again; the animator renders alone.
@@ -40,6 +40,11 @@ RELEASE_AFTER: dict[str, tuple[Role, ...]] = {
 }
 
 
+def read_takes(run: RunFolder) -> Takes:
+    """The takes a run's shots are at (takes.json, written by rerender), read once when a Studio opens the run."""
+    return run.read_model(TAKES, Takes) if run.exists(TAKES) else Takes()
+
+
 class Studio:
     """One run folder, one config; one method per pass and `run()` for all of them in order."""
 
@@ -47,7 +52,7 @@ class Studio:
         self.config = config
         self.run_folder = RunFolder(run_dir)
         self.models = Models(config, self.run_folder.path("logs"))
-        self.ctx = Context(self.run_folder, config, self.models, self.takes(), progress)
+        self.ctx = Context(self.run_folder, config, self.models, read_takes(self.run_folder), progress)
 
     # --- the recipe ----------------------------------------------------------------------------------------
 
@@ -133,9 +138,6 @@ class Studio:
         return (script, cast.read_cast(run, script),
                 [run.read_model(f"keyframes/{s.id}.json", Keyframe) for s in shots],
                 [run.read_model(f"clips/{s.id}.json", Clip) for s in shots])
-
-    def takes(self) -> Takes:
-        return self.run_folder.read_model(TAKES, Takes) if self.run_folder.exists(TAKES) else Takes()
 
     def close(self) -> None:
         self.models.close()

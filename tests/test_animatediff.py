@@ -22,7 +22,7 @@ def animator(tiny_model):
     config = Config(
         device="cpu", dtype="float32", weights={"flavor": "tiny", "root": str(tiny_model.root)},
         painter={"width": 64, "height": 64, "steps": 2},
-        animator={"kind": "animatediff", "model": "animatediff_sdxl", "width": 64, "height": 64, "frames": 4,
+        animator={"kind": "animatediff", "width": 64, "height": 64, "frames": 4,
                   "steps": 2, "keyframe_scale": 1.0},
     )
     animator = AnimateDiffAnimator(config, tiny_model.root)

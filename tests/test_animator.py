@@ -85,4 +85,4 @@ def test_compiling_the_animator_without_triton_fails_before_any_work(tiny_all, t
     with pytest.raises(MissingError, match="gpu.compile_animator=false"):
         make_film(None, profile="tiny", out=tmp_path, script="tests/data/two_shots.json",
                   overrides=[f"weights.root={tiny_all}", "gpu.compile_animator=true"])
-    assert list(RunFolder(tmp_path).manifest.steps) == ["plan"]  # the given script, nothing rendered
+    assert list(RunFolder(tmp_path).manifest.steps) == []  # refused before any work: nothing is written

@@ -22,7 +22,7 @@ WIDTH, HEIGHT = 96, 64
 def _config(root: Path, **gpu) -> Config:
     return Config(
         device="cpu", dtype="float32", weights={"flavor": "tiny", "root": str(root)},
-        animator={"kind": "wan", "model": "wan2_2_ti2v_5b", "width": WIDTH, "height": HEIGHT, "steps": 2},
+        animator={"kind": "wan", "width": WIDTH, "height": HEIGHT, "steps": 2},
         gpu=gpu,
     )
 

@@ -41,7 +41,7 @@ from animagent.weights import spec
 if TYPE_CHECKING:
     import numpy as np
 
-    from animagent.backends.director import Director
+    from animagent.backends import Director
 
 log = logging.getLogger(__name__)
 
