@@ -129,7 +129,7 @@ def verdict_output(character_ids: list[str], max_x: int | float, max_y: int | fl
     """The verdict schema for one shot: every present character id is a required key holding where it is and
     whether it is on-model, or null when it is not in the image. Box corners are bounded by the grounding frame
     (`max_x`, `max_y`: the sent image's pixels for Qwen2.5-VL, 1000 for Qwen3-VL, 1.0 for LLaVA-OneVision's
-    fractions; director.grounding_frame) and have its type: integers, or numbers for a float frame."""
+    fractions; Director.grounding) and have its type: integers, or numbers for a float frame."""
     number = float if isinstance(max_x, float) else int
     x = Annotated[number, Field(ge=0, le=max_x)]
     y = Annotated[number, Field(ge=0, le=max_y)]

@@ -307,3 +307,11 @@ def test_descriptions_for_keyframe_iteration(tmp_path):
     assert [r[0] for r in director.requests] == ["verdict", "context"]
     prompt_2 = draw.continuity_prompt(SCRIPT.shot("s01_k2"), [keyframe, later])
     assert prompt_2 == "a tortoise over a lantern, a fox beside it. Keep: base Previously: context"
+
+
+def test_llava_boxes_are_fractions_of_the_image():
+    g = grounding("llava", (56, 28))
+    assert g.frame == (1.0, 1.0) and "fractions" in g.words
+    box = g.box([0.25, 0.5, 0.75, 1.0])  # the middle half across, the lower half down
+    assert (box.x0, box.y0, box.x1, box.y1) == (0.25, 0.5, 0.75, 1.0)
+    assert box.to_pixels(64, 64) == (16, 32, 48, 64)

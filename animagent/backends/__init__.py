@@ -29,10 +29,10 @@ class Grounding:
     """Where a director's grounding boxes live for one image it was shown: `frame` is the largest x and y a box
     may hold (the schema bounds them), `words` says so in the verdict prompt."""
 
-    frame: tuple[int, int]
+    frame: tuple[int, int] | tuple[float, float]  # integers, or 1.0 for fractions
     words: str
 
-    def box(self, bbox: Sequence[int]) -> Box | None:
+    def box(self, bbox: Sequence[float]) -> Box | None:
         """A box (x1, y1, x2, y2 in `frame`, corners in any order) as fractions of the image; None when it encloses
         no area. Box.to_pixels then gives it in the pixels of our own image."""
         max_x, max_y = self.frame

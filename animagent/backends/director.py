@@ -72,9 +72,12 @@ def director_size(width: int, height: int, max_pixels: int) -> tuple[int, int]:
 
 def grounding(convention: str, sent_size: tuple[int, int]) -> Grounding:
     """Qwen2.5-VL answers in absolute pixels of the image as the model saw it (`sent_size`: images are sent already
-    at `director_size`, so no resize happens), Qwen3-VL on a 0-1000 grid of the image (ecosystem.md §2.7)."""
+    at `director_size`, so no resize happens), Qwen3-VL on a 0-1000 grid of the image (ecosystem.md §2.7),
+    LLaVA-OneVision in fractions of the image (0 to 1, as floats)."""
     if convention == "qwen3":
         return Grounding((1000, 1000), "on a 0 to 1000 grid of the keyframe, x from the left, y from the top")
+    if convention == "llava":
+        return Grounding((1.0, 1.0), "as fractions of the keyframe from 0 to 1, x from the left, y from the top")
     return Grounding(sent_size, f"in pixels of the keyframe, which is {sent_size[0]} wide and {sent_size[1]} high")
 
 
