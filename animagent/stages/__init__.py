@@ -3,7 +3,8 @@
 Each stage takes a `Context` and typed artifacts in and returns typed artifacts out. Per item it opens a `Step`:
 when the run folder already holds a finished step with the same key, the stage reads its outputs back instead of
 working, so a fully finished stage never loads its model (models come from `ctx.models` only when used).
-This module owns the context, the step helper, the progress events (`logs/events.jsonl`) and `ask_pick`.
+This module owns the context, the step helper, the progress events (`logs/events.jsonl`), the user's picks
+(`picks.json`, written by the review page) and `ask_pick`.
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
-from animagent.artifacts import Pick, Takes
+from animagent.artifacts import Pick, Picks, Takes
 from animagent.config import Config
+from animagent.errors import InputError
 from animagent.runfolder import RunFolder, derive_seed, step_key
 from animagent.tasks import pick_output
 
@@ -27,6 +29,7 @@ if TYPE_CHECKING:
 # progress(stage, items done, items in the stage)
 Progress = Callable[[str, int, int], None]
 EVENTS = "logs/events.jsonl"
+PICKS = "picks.json"  # the review page's picks: a candidate per shot that overrides the ranking or the director
 
 
 def no_progress(stage: str, done: int, total: int) -> None:
@@ -56,6 +59,18 @@ class Context:
     def step(self, name: str, **parts: Any) -> Step:
         """The step `name` keyed by `parts` (see runfolder.step_key)."""
         return Step(self, name, step_key(step=name, **parts))
+
+    def pick(self, kind: Literal["keyframe", "clip"], shot_id: str, count: int) -> dict[str, int]:
+        """The candidate a person picked for this shot on the review page (`picks.json`), as step-key parts:
+        {"picked": index}, or {} when there is no pick, so a run without picks keeps its keys."""
+        picks = self.run.read_model(PICKS, Picks) if self.run.exists(PICKS) else Picks()
+        picked = (picks.keyframes if kind == "keyframe" else picks.clips).get(shot_id)
+        if picked is None:
+            return {}
+        if picked >= count:
+            raise InputError(f"{PICKS} picks {kind} candidate {picked} of shot {shot_id}, which has {count}; "
+                             f"pick another on the review page or remove it from {self.run.path(PICKS)}")
+        return {"picked": picked}
 
     def event(self, kind: str, **fields: Any) -> None:
         path = self.run.path(EVENTS)

@@ -14,7 +14,8 @@ while the animator renders):
      features, motion magnitude, and the largest frame-change z-score (a spike above scoring.SPIKE_Z is a
      distortion: a flash, melt or jump). Candidates rank by (no spike, moves unless "still" was chosen, mean of
      the two consistencies), best first; the director sees `animator.frames_shown` frames of each of the top-k
-     (task `clip_pick`) and picks one. The choice and every score go to `clips/<shot>/review.json` (ClipReview).
+     (task `clip_pick`) and picks one; a candidate a person picked on the review page (picks.json, in the step
+     key) is used instead. The choice and every score go to `clips/<shot>/review.json` (ClipReview).
 Clips are stored at the animator's own frame count and fps; assembly retimes them to each shot's duration.
 This module owns these steps and the ranking rule; the animators render, the encoders embed (from the context).
 """
@@ -136,11 +137,12 @@ def choose_clips(ctx: Context, script: Script, rendered: list[ClipCandidates]) -
         video_rel, json_rel = f"clips/{shot.id}.mp4", f"clips/{shot.id}.json"
         review_rel = f"clips/{shot.id}/review.json"
         seed = ctx.seed("clip_pick", shot.id, take=ctx.takes.animate.get(shot.id, 0))
+        picked = ctx.pick("clip", shot.id, len(candidates.clips))
         step = ctx.step(
             f"choose/{shot.id}", candidates=run.sha(f"clips/{shot.id}/candidates.json"),
             videos=[run.sha(c.video) for c in candidates.clips], description=shot.description,
             top_k=config.animator.top_k, frames_shown=config.animator.frames_shown, director=config.director_key(),
-            models=ctx.models.ids("embedder", "dino", "director"), seed=seed,
+            models=ctx.models.ids("embedder", "dino", "director"), seed=seed, **picked,
         )
         if step.todo:
             from PIL import Image
@@ -160,10 +162,11 @@ def choose_clips(ctx: Context, script: Script, rendered: list[ClipCandidates]) -
                  for t in frame_indices(len(frames[i]), config.animator.frames_shown)],
                 seed,
             )
-            winner = candidates.clips[shown[pick.chosen]]
+            index = picked.get("picked", shown[pick.chosen])  # a person's pick on the review page wins
+            winner = candidates.clips[index]
             run.write_model(review_rel, ClipReview(
                 shot=shot.id, motion=candidates.motion, candidates=tuple(scored), ranking=tuple(ranking),
-                shown=tuple(shown), pick=pick, chosen=shown[pick.chosen], rule=RULE,
+                shown=tuple(shown), pick=pick, chosen=index, rule=RULE,
             ))
             run.write_bytes(video_rel, run.path(winner.video).read_bytes())
             run.write_model(json_rel, winner.model_copy(update={"video": video_rel, "review": review_rel}))

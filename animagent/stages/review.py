@@ -13,7 +13,8 @@ Each candidate goes through rounds, at most 1 + `review.max_rounds`:
      candidate costs at most 1 + max_rounds verdicts and max_rounds × characters inpaintings.
 Candidates are ranked by (identity gate passed, verdict score, lowest identity, CLIP-T against the shot
 description), best first, ties to the lower index; the verdict score is alignment - distortions - characters
-the director judged off-model. The best candidate's last image becomes the keyframe. The director then writes
+the director judged off-model. The best candidate's last image becomes the keyframe, unless a person picked
+another on the review page (picks.json, in the step key): then that one does. The director then writes
 DreamFactory's context description of it (and, for the film's first shot, the base description), which the
 next shots are drawn with. Every round's image, boxes, masks, scores and decisions go to
 `keyframes/<shot>/verdict.json` (a Verdict): each choice is explainable from the run folder alone.
@@ -58,6 +59,7 @@ def review(
     image_rel, json_rel = f"keyframes/{shot.id}.png", f"keyframes/{shot.id}.json"
     verdict_rel = f"keyframes/{shot.id}/verdict.json"
     take = ctx.takes.draw.get(shot.id, 0)
+    picked = ctx.pick("keyframe", shot.id, len(candidates.images))
     step = ctx.step(
         f"review/{shot.id}", shot=shot.model_dump(include={"id", "description", "characters", "setting"}),
         style=script.style, candidates=run.sha(f"keyframes/{shot.id}/candidates.json"),
@@ -66,7 +68,7 @@ def review(
                 for p in shot.characters],
         setting=run.sha(cast.setting(shot.setting).image), first=not previous, review=config.review,
         director=config.director_key(), segmenter=config.segmenter, painter=config.painter,
-        models=ctx.models.ids("painter", "director", "embedder", "segmenter"), take=take,
+        models=ctx.models.ids("painter", "director", "embedder", "segmenter"), take=take, **picked,
     )
     if step.todo:
         outputs: list[str] = []
@@ -79,7 +81,7 @@ def review(
                                  np.repeat(embedder.texts([shot.description]), len(finals), axis=0))
         reviews = [summarize(i, candidates.seeds[i], r, float(t)) for i, (r, t) in enumerate(zip(rounds, clip_ts))]
         ranking = rank(reviews)
-        chosen = reviews[ranking[0]]
+        chosen = reviews[picked.get("picked", ranking[0])]  # a person's pick on the review page wins
         verdict = Verdict(shot=shot.id, threshold=config.review.identity_threshold, max_rounds=config.review.max_rounds,
                           candidates=tuple(reviews), ranking=tuple(ranking), chosen=chosen.candidate, rule=RULE)
         run.write_model(verdict_rel, verdict)
