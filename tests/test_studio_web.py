@@ -32,7 +32,8 @@ from animagent.config import load_config  # noqa: E402
 from animagent.errors import RunLockedError  # noqa: E402
 from animagent.runfolder import RunFolder  # noqa: E402
 from animagent.runs import prepare_run  # noqa: E402
-from animagent.web.app import EVENTS, csrf_token, make_app, read_events  # noqa: E402
+from animagent.stages import EVENTS  # noqa: E402
+from animagent.web.app import csrf_token, make_app, read_events  # noqa: E402
 from animagent.web.jobs import Jobs  # noqa: E402
 
 TWO_SHOTS = "tests/data/two_shots.json"

@@ -17,7 +17,8 @@ from pydantic import ValidationError
 from animagent.artifacts import Candidates, ClipCandidates, Picks, Script
 from animagent.errors import InputError
 from animagent.runfolder import RunFolder
-from animagent.web.view import PICKS, SCRIPT
+from animagent.stages import PICKS
+from animagent.stages.plan import SCRIPT
 
 # Where a character newly placed in a shot stands until its box is edited in script.json: the middle of the frame.
 NEW_BOX = {"x0": 0.3, "y0": 0.1, "x1": 0.7, "y1": 0.95}

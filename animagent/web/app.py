@@ -36,13 +36,14 @@ from starlette.templating import Jinja2Templates
 
 from animagent.errors import InputError, RunLockedError
 from animagent.runfolder import RunFolder
+from animagent.stages import EVENTS
+from animagent.stages.assemble import SUBTITLES
 from animagent.web import actions, view
 from animagent.web.jobs import Jobs
 
 log = logging.getLogger(__name__)
 
 HERE = Path(__file__).parent
-EVENTS = "logs/events.jsonl"
 SERVED = {".png": "image/png", ".jpg": "image/jpeg", ".mp4": "video/mp4", ".srt": "text/plain; charset=utf-8",
           ".json": "application/json"}
 MAX_BODY = 64 * 1024  # the largest form is one shot's edit: a few kilobytes
@@ -188,9 +189,9 @@ class ReviewPage:
 
     async def subtitles(self, request: Request) -> Response:
         """film.srt as WebVTT, which is what a <video>'s <track> reads."""
-        if not self.run.exists(view.SUBTITLES):
+        if not self.run.exists(SUBTITLES):
             raise HTTPException(404, "no film.srt yet")
-        srt = self.run.path(view.SUBTITLES).read_text(encoding="utf-8")
+        srt = self.run.path(SUBTITLES).read_text(encoding="utf-8")
         cues = [line.replace(",", ".") if "-->" in line else line for line in srt.splitlines()]
         return Response("WEBVTT\n\n" + "\n".join(cues) + "\n", media_type="text/vtt; charset=utf-8")
 

@@ -33,11 +33,14 @@ from animagent.artifacts import (
 from animagent.errors import InputError
 from animagent.runfolder import RunFolder
 from animagent.scorecard import Scorecard, ShotScore
+from animagent.stages import PICKS
+from animagent.stages.assemble import FILM
+from animagent.stages.evaluate import SCORECARD
+from animagent.stages.plan import SCRIPT
+from animagent.studio import TAKES
 
 A = TypeVar("A", bound=BaseModel)
 
-SCRIPT, PICKS, TAKES, SCORECARD = "script.json", "picks.json", "takes.json", "scorecard.json"
-FILM, SUBTITLES, STORYBOARD = "film.mp4", "film.srt", "storyboard.png"
 
 
 @dataclass(frozen=True)
