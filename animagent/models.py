@@ -1,8 +1,8 @@
 """What is on the GPU when: the one owner of the backends' lifetimes.
 
-A backend serves a role (director, painter, segmenter, embedder, dino, animator). `Models.get(role)` loads it on
-first use, from the config alone (`build`, which a worker process can call too); `release(*roles)` frees it. The
-stages ask for a role right before each use, so a resumed run whose steps are finished loads nothing. With
+A backend serves a role (director, painter, segmenter, embedder, dino, animator, voice). `Models.get(role)` loads
+it on first use, from the config alone (`build`, which a worker process can call too); `release(*roles)` frees
+it. The stages ask for a role right before each use, so a resumed run whose steps are finished loads nothing. With
 `gpu.one_heavy_model` (lowvram) only one of the painter and the director is on the GPU at a time: getting one
 parks the other in CPU memory first — parking, not releasing: draw and review alternate the two shot by shot (and
 repair round by round), and a move across PCIe costs less than a load from disk. When a role is released for good
@@ -24,10 +24,10 @@ from animagent.weights import ensure_present, spec
 
 if TYPE_CHECKING:
     from animagent.artifacts import Motion
-    from animagent.backends import Animator, Director, Embedder, ImageEncoder, Painter, Segmenter
+    from animagent.backends import Animator, Director, Embedder, ImageEncoder, Painter, Segmenter, Voice
 
-Role = Literal["director", "painter", "segmenter", "embedder", "dino", "animator"]
-ROLES: tuple[Role, ...] = ("director", "painter", "segmenter", "embedder", "dino", "animator")
+Role = Literal["director", "painter", "segmenter", "embedder", "dino", "animator", "voice"]
+ROLES: tuple[Role, ...] = ("director", "painter", "segmenter", "embedder", "dino", "animator", "voice")
 
 
 def build(role: Role, config: Config, logs: Path) -> Any:
@@ -69,6 +69,10 @@ def build(role: Role, config: Config, logs: Path) -> Any:
         from animagent.backends.embedder_dino import DinoEmbedder
 
         return DinoEmbedder(config, root, config.embedder.dino)
+    if role == "voice":
+        from animagent.backends.voice_kokoro import KokoroVoice
+
+        return KokoroVoice(config, root, config.voice.weights)
     if config.animator.kind == "svd":
         from animagent.backends.animator_svd import SVDAnimator
 
@@ -98,6 +102,7 @@ def role_models(config: Config, role: Role) -> list[str]:
         "embedder": [config.embedder.clip],
         "dino": [config.embedder.dino],
         "animator": [ANIMATOR_MODELS[config.animator.kind], *(painter if _animator_paints(config) else [])],
+        "voice": [config.voice.weights],
     }[role]
 
 
@@ -134,6 +139,8 @@ class Models:
     def get(self, role: Literal["dino"]) -> ImageEncoder: ...
     @overload
     def get(self, role: Literal["animator"]) -> Animator: ...
+    @overload
+    def get(self, role: Literal["voice"]) -> Voice: ...
 
     def get(self, role: Role) -> Any:
         if role in ("director", "painter"):

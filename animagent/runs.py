@@ -210,13 +210,15 @@ class Problem:
 
 def needed_steps(script: Script, config: Config) -> list[str]:
     """The steps whose outputs make up a finished film of `script`: the plan, each character's and setting's
-    sheet, each shot's chosen keyframe (review/) and chosen clip (choose/), the film, and the scorecard when
-    eval.auto is on. (The step names the stages record; a test holds the two together.)"""
+    sheet, each shot's chosen keyframe (review/), speech when assemble.voice is on (speak/) and chosen clip
+    (choose/), the film, and the scorecard when eval.auto is on. (The step names the stages record; a test holds
+    the two together.)"""
     return [
         "plan",
         *(f"cast/characters/{c.id}" for c in script.characters),
         *(f"cast/settings/{s.id}" for s in script.settings),
         *(f"review/{shot.id}" for shot in script.shots()),
+        *(f"speak/{shot.id}" for shot in script.shots() if config.assemble.voice),
         *(f"choose/{shot.id}" for shot in script.shots()),
         "assemble",
         *(["eval"] if config.eval.auto else []),

@@ -1,4 +1,4 @@
-"""The orchestrator. `Studio.run()` is the recipe: plan → cast → draw ⇄ review → animate → assemble → eval.
+"""The orchestrator. `Studio.run()` is the recipe: plan → cast → draw ⇄ review → speak → animate → assemble → eval.
 
 Stage-major where the story allows it: each heavy model loads once per pass and is released when the next pass
 no longer needs it (the director plans everything; the painter draws every sheet's candidates, then the director
@@ -17,12 +17,24 @@ from pathlib import Path
 from typing import TypeVar
 
 from animagent import gpu
-from animagent.artifacts import Cast, Clip, ClipCandidates, Film, Keyframe, MotionChoice, Script, Takes
+from animagent.artifacts import Cast, Clip, ClipCandidates, Film, Keyframe, MotionChoice, Narration, Script, Takes
 from animagent.config import Config
 from animagent.models import Models, Role
 from animagent.runfolder import RunFolder
 from animagent.scorecard import Scorecard
-from animagent.stages import Context, Progress, animate, assemble, cast, draw, evaluate, no_progress, plan, review
+from animagent.stages import (
+    Context,
+    Progress,
+    animate,
+    assemble,
+    cast,
+    draw,
+    evaluate,
+    no_progress,
+    plan,
+    review,
+    speak,
+)
 from animagent.stages.plan import SCRIPT
 from animagent.weights import ensure_present
 
@@ -35,6 +47,7 @@ __all__ = ["CONFIG", "RELEASE_AFTER", "SCRIPT", "STORY", "TAKES", "Studio", "rea
 RELEASE_AFTER: dict[str, tuple[Role, ...]] = {
     "plan": ("director",),
     "draw": ("painter", "segmenter"),
+    "speak": ("voice",),
     "motion": ("director",),
     "render": ("animator",),
 }
@@ -69,13 +82,16 @@ class Studio:
                 # 3-4. draw and review, shot by shot: the sheets go into memory; each shot's candidates are
                 #    drawn, reviewed, repaired and one is chosen (painter, director, CLIP, SAM)
                 keyframes = self.draw(script, sheets)
-                # 5. animate: the director picks each shot's motion, the animator renders candidate clips, the
-                #    best-scored go to the director (director, animator, CLIP, DINOv2)
+                # 4b. speak: the director casts a voice for the narrator and each character (script.json), each
+                #    shot's narration is spoken and the shot fitted to its speech (director, voice)
+                script, narration = self.speak(script) if self.config.assemble.voice else (script, None)
+                # 5. animate: the director picks each shot's motion, the animator renders candidate clips as long
+                #    as the shots, the best-scored go to the director (director, animator, CLIP, DINOv2)
                 motions = self.motion(script, keyframes)
-                rendered = self.render(script, keyframes, motions)
+                rendered = self.render(script, keyframes, motions, narration)
                 clips = self.choose(script, rendered)
-                # 6. assemble: film.mp4 with subtitles, film.srt, storyboard.png
-                film = self.assemble(script, keyframes, clips)
+                # 6. assemble: film.mp4 with the narration and subtitles, film.srt, storyboard.png
+                film = self.assemble(script, keyframes, clips, narration)
                 # 7. eval: scorecard.json and report.html (CLIP, DINOv2, SAM, director for the style classes)
                 if self.config.eval.auto:
                     self.evaluate(script, sheets, keyframes, clips)
@@ -107,17 +123,23 @@ class Studio:
         self.ctx.progress("draw", len(shots), len(shots))
         return self._done("draw", keyframes)
 
+    def speak(self, script: Script) -> tuple[Script, Narration]:
+        script = speak.cast_voices(self.ctx, script)
+        return script, self._done("speak", speak.speak(self.ctx, script))
+
     def motion(self, script: Script, keyframes: list[Keyframe]) -> list[MotionChoice]:
         return self._done("motion", animate.choose_motions(self.ctx, script, keyframes))
 
-    def render(self, script: Script, keyframes: list[Keyframe], motions: list[MotionChoice]) -> list[ClipCandidates]:
-        return self._done("render", animate.render(self.ctx, script, keyframes, motions))
+    def render(self, script: Script, keyframes: list[Keyframe], motions: list[MotionChoice],
+               narration: Narration | None = None) -> list[ClipCandidates]:
+        return self._done("render", animate.render(self.ctx, script, keyframes, motions, narration))
 
     def choose(self, script: Script, rendered: list[ClipCandidates]) -> list[Clip]:
         return self._done("choose", animate.choose_clips(self.ctx, script, rendered))
 
-    def assemble(self, script: Script, keyframes: list[Keyframe], clips: list[Clip]) -> Film:
-        return self._done("assemble", assemble.assemble(self.ctx, script, keyframes, clips))
+    def assemble(self, script: Script, keyframes: list[Keyframe], clips: list[Clip],
+                 narration: Narration | None = None) -> Film:
+        return self._done("assemble", assemble.assemble(self.ctx, script, keyframes, clips, narration))
 
     def evaluate(self, script: Script, sheets: Cast, keyframes: list[Keyframe], clips: list[Clip]) -> Scorecard:
         """7. The seeds' metrics for this run; the director classifies each keyframe's style (CSSC)."""

@@ -317,6 +317,8 @@ def required_models(config: Config) -> list[str]:
         names.append(config.segmenter.model)
     if config.director.kind in ("transformers", "vllm"):
         names.insert(0, config.director.weights)
+    if config.assemble.voice:
+        names.append(config.voice.weights)
     return list(dict.fromkeys(names))
 
 

@@ -30,7 +30,7 @@ def test_a_stage_imports_no_concrete_backend_and_no_heavy_library(path):
                 and name not in ("animagent.backends.Director", "animagent.backends.Painter",
                                  "animagent.backends.Animator", "animagent.backends.Segmenter",
                                  "animagent.backends.Embedder", "animagent.backends.ImageEncoder",
-                                 "animagent.backends.Grounding")}
+                                 "animagent.backends.Grounding", "animagent.backends.Voice")}
     assert concrete == set(), f"{path} imports {sorted(concrete)}"
     assert not {name for name in imported if name.split(".")[0] in HEAVY}, f"{path} imports a heavy library"
 

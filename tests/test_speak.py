@@ -11,12 +11,11 @@ import pytest
 
 from animagent import audio, castlib, video
 from animagent.artifacts import Script
-from animagent.config import AssembleConfig, Config, WeightsConfig
+from animagent.config import AssembleConfig, CastConfig, Config, WeightsConfig
 from animagent.errors import InputError
 from animagent.runfolder import RunFolder
-from animagent.stages import no_progress
 from animagent.stages.speak import cast_voices, speak, voice_ids, voice_of
-from tests.fakes import ScriptedDirector
+from tests.fakes import ScriptedDirector, context
 
 DATA = Path(__file__).parent / "data"
 FPS = 8
@@ -71,8 +70,22 @@ def director(tmp_path: Path, reply=CASTING) -> ScriptedDirector:
     return ScriptedDirector({"voice": [reply]}, tmp_path / "director.jsonl")
 
 
+def with_library(config: Config, library: Path) -> Config:
+    return config.model_copy(update={"cast": CastConfig(library=str(library))})
+
+
+def casting(tmp_path: Path, config: Config, script: Script, reply=CASTING, library: Path | None = None) -> Script:
+    """cast_voices in the run folder tmp_path/run, the director answering `reply`."""
+    config = with_library(config, library or tmp_path / "library")
+    return cast_voices(context(RunFolder(tmp_path / "run"), config, director=director(tmp_path, reply)), script)
+
+
 def cast(tmp_path: Path, config: Config) -> Script:
-    return cast_voices(three_shots(), lambda: director(tmp_path), config, library_root=tmp_path / "library")
+    return casting(tmp_path, config, three_shots())
+
+
+def speaking(run: RunFolder, config: Config, voice, script: Script):
+    return speak(context(run, config, voice=voice), script)
 
 
 # --- casting --------------------------------------------------------------------------------------------------
@@ -80,7 +93,8 @@ def cast(tmp_path: Path, config: Config) -> Script:
 
 def test_casting_fills_voices_and_speakers_from_one_director_task(tmp_path, config) -> None:
     d = director(tmp_path)
-    script = cast_voices(three_shots(), lambda: d, config, library_root=tmp_path / "library")
+    run = RunFolder(tmp_path / "run")
+    script = cast_voices(context(run, with_library(config, tmp_path / "library"), director=d), three_shots())
     assert script.narrator_voice == "bf_emma"
     assert [c.voice for c in script.characters] == ["af_bella", "bm_george"]
     assert [s.speaker for s in script.shots()] == [None, "mira", None]
@@ -90,8 +104,8 @@ def test_casting_fills_voices_and_speakers_from_one_director_task(tmp_path, conf
         messages[1].text
     assert schema["$defs"]["ShotSpeakers"]["properties"]["s01_k1"]["enum"] == ["narrator", "mira"]
     assert set(schema["properties"]["narrator"]["enum"]) == set(voice_ids(config))
-    # script.json round trip: old files without the voice fields still load; cast ones keep them
-    assert Script.model_validate_json(script.model_dump_json(by_alias=True)) == script
+    # saved as script.json; old files without the voice fields still load
+    assert run.read_model("script.json", Script) == script
     assert three_shots().narrator_voice is None
 
 
@@ -101,13 +115,11 @@ def test_a_cast_script_asks_nothing_and_user_edits_are_kept(tmp_path, config) ->
     data["characters"][1]["voice"] = "am_puck"  # the user's change in script.json
     edited = Script.model_validate(data)
 
-    def no_director():
-        raise AssertionError("the director was asked again")
-
-    assert cast_voices(edited, no_director, config, library_root=tmp_path / "library") == edited
+    silent = ScriptedDirector({}, tmp_path / "director.jsonl")  # any question would fail: no reply scripted
+    assert cast_voices(context(RunFolder(tmp_path / "run"), config, director=silent), edited) == edited
+    assert silent.requests == []
     data["characters"][0]["voice"] = None  # a character without a voice: only it is asked for
-    again = cast_voices(Script.model_validate(data), lambda: director(tmp_path, dict(CASTING, narrator="af_nova")),
-                        config, library_root=tmp_path / "library")
+    again = casting(tmp_path, config, Script.model_validate(data), dict(CASTING, narrator="af_nova"))
     assert [c.voice for c in again.characters] == ["af_bella", "am_puck"] and again.narrator_voice == "bf_emma"
 
 
@@ -115,7 +127,7 @@ def test_a_voice_the_model_does_not_have_is_bad_input_naming_the_valid_ones(tmp_
     data = cast(tmp_path, config).model_dump(mode="json")
     data["narrator_voice"] = "xx_robot"
     with pytest.raises(InputError, match="the narrator the voice 'xx_robot'.*af_alloy, af_aoede") as err:
-        cast_voices(Script.model_validate(data), lambda: None, config, library_root=tmp_path / "library")
+        casting(tmp_path, config, Script.model_validate(data))
     assert err.value.exit_code == 2
 
 
@@ -125,11 +137,11 @@ def test_the_cast_library_keeps_a_characters_voice_across_stories(tmp_path, conf
     library = tmp_path / "library"
     Image.new("RGB", (8, 8), "red").save(tmp_path / "mira.png")
     castlib.add("Mira", [tmp_path / "mira.png"], root=library)
-    cast_voices(three_shots(), lambda: director(tmp_path), config, library_root=library)
+    casting(tmp_path, config, three_shots(), library=library)
     assert castlib.find("Mira", library).voice == "af_bella"  # written on first casting
     # the next story: Mira keeps her voice whatever the director would have said
-    next_story = cast_voices(three_shots(), lambda: director(tmp_path, dict(
-        CASTING, characters={"mira": "af_nova", "tobin": "am_puck"})), config, library_root=library)
+    next_story = casting(tmp_path / "next", config, three_shots(),
+                         dict(CASTING, characters={"mira": "af_nova", "tobin": "am_puck"}), library=library)
     assert next_story.character("mira").voice == "af_bella"
     assert next_story.character("tobin").voice == "am_puck"
 
@@ -140,7 +152,7 @@ def test_the_cast_library_keeps_a_characters_voice_across_stories(tmp_path, conf
 def test_each_shot_is_spoken_into_a_wav_with_its_own_step(tmp_path, config, voice) -> None:
     run = RunFolder(tmp_path / "run")
     script = cast(tmp_path, config)
-    narration = speak(script, run, lambda: voice, config, [], no_progress)
+    narration = speaking(run, config, voice, script)
     assert [s.shot for s in narration.shots] == ["s01_k1", "s01_k2", "s01_k3"]
     for shot, speech in zip(script.shots(), narration.shots):
         record = run.manifest.steps[f"speak/{shot.id}"]
@@ -161,7 +173,7 @@ def test_each_shot_is_spoken_into_a_wav_with_its_own_step(tmp_path, config, voic
 
 
 def test_a_shot_with_nothing_to_say_is_silence_of_its_planned_length(tmp_path, config, voice) -> None:
-    narration = speak(cast(tmp_path, config), RunFolder(tmp_path / "run"), lambda: voice, config, [], no_progress)
+    narration = speaking(RunFolder(tmp_path / "run"), config, voice, cast(tmp_path, config))
     silent = narration.shot("s01_k3")
     samples, _ = audio.read_wav(RunFolder(tmp_path / "run").path(silent.audio))
     assert (silent.speech_s, silent.frames, len(samples)) == (0.0, 2 * FPS, 2 * 24000)
@@ -171,15 +183,15 @@ def test_a_shot_with_nothing_to_say_is_silence_of_its_planned_length(tmp_path, c
 def test_editing_one_narration_respeaks_only_that_shot(tmp_path, config, voice) -> None:
     run = RunFolder(tmp_path / "run")
     script = cast(tmp_path, config)
-    speak(script, run, lambda: voice, config, [], no_progress)
+    speaking(run, config, voice, script)
     before = {rel: run.sha(rel) for rel in (f"speech/{s.id}.wav" for s in script.shots())}
     voice.said.clear()
-    speak(script, run, lambda: voice, config, [], no_progress)
+    speaking(run, config, voice, script)
     assert voice.said == []  # all done: nothing spoken, the backend is not even needed
 
     data = script.model_dump(mode="json")
     data["scenes"][0]["shots"][0]["narration"] = "Mira runs up the hill."
-    speak(Script.model_validate(data), run, lambda: voice, config, [], no_progress)
+    speaking(run, config, voice, Script.model_validate(data))
     assert voice.said == ["Mira runs up the hill."]
     after = {rel: run.sha(rel) for rel in before}
     assert after["speech/s01_k1.wav"] != before["speech/s01_k1.wav"]
@@ -190,8 +202,8 @@ def test_editing_one_narration_respeaks_only_that_shot(tmp_path, config, voice) 
 def test_speech_is_byte_identical_in_a_fresh_run(tmp_path, config, voice) -> None:
     script = cast(tmp_path, config)
     a, b = RunFolder(tmp_path / "a"), RunFolder(tmp_path / "b")
-    speak(script, a, lambda: voice, config, [], no_progress)
-    speak(script, b, lambda: voice, config, [], no_progress)
+    speaking(a, config, voice, script)
+    speaking(b, config, voice, script)
     assert all(a.sha(f"speech/{s.id}.wav") == b.sha(f"speech/{s.id}.wav") for s in script.shots())
 
 
@@ -200,7 +212,7 @@ def test_the_film_carries_the_speech_and_its_cues_end_with_it(tmp_path, config, 
     frame), and each cue starts and ends within 40 ms of its shot's speech, measured in the decoded audio."""
     run = RunFolder(tmp_path / "run")
     script = cast(tmp_path, config)
-    narration = speak(script, run, lambda: voice, config, [], no_progress)
+    narration = speaking(run, config, voice, script)
     frame = np.zeros((128, 128, 3), np.uint8)
     shots = [
         video.FilmShot(frames=[frame] * s.frames, narration=script.shot(s.shot).narration,
@@ -244,12 +256,12 @@ def test_kill_9_mid_speech_then_resume_gives_the_same_bytes(tmp_path, config, vo
     child = (
         "import sys; from pathlib import Path\n"
         "from animagent.artifacts import Script\nfrom animagent.config import Config\n"
-        "from animagent.runfolder import RunFolder\nfrom animagent.stages import no_progress\n"
-        "from animagent.stages.speak import speak\nfrom animagent.backends.voice_kokoro import KokoroVoice\n"
+        "from animagent.runfolder import RunFolder\nfrom animagent.stages.speak import speak\n"
+        "from animagent.backends.voice_kokoro import KokoroVoice\nfrom tests.fakes import context\n"
         "d = Path(sys.argv[1]); config = Config.model_validate_json((d / 'config.json').read_text())\n"
         "script = Script.model_validate_json((d / 'script.json').read_text())\n"
         "v = KokoroVoice(config, config.weights_root())\n"
-        "speak(script, RunFolder(d / 'killed'), lambda: v, config, [], no_progress)\n"
+        "speak(context(RunFolder(d / 'killed'), config, voice=v), script)\n"
     )
     # writes: wav, json, manifest per shot -> the 4th write is shot 2's wav
     env = dict(os.environ, ANIMAGENT_FAULT="kill@write:4")
@@ -259,9 +271,9 @@ def test_kill_9_mid_speech_then_resume_gives_the_same_bytes(tmp_path, config, vo
     assert list(killed.manifest.steps) == ["speak/s01_k1"]
     voice.said.clear()
     with killed.lock():  # taking the lock removes the temp file the kill left
-        speak(script, killed, lambda: voice, config, [], no_progress)
+        speaking(killed, config, voice, script)
     assert len(voice.said) == 2 and not killed.stray_temp_files()
     clean = RunFolder(tmp_path / "clean")
-    speak(script, clean, lambda: voice, config, [], no_progress)
+    speaking(clean, config, voice, script)
     for shot in script.shots():
         assert killed.sha(f"speech/{shot.id}.wav") == clean.sha(f"speech/{shot.id}.wav")

@@ -110,3 +110,13 @@ class ImageEncoder(Protocol):
 class Embedder(ImageEncoder, Protocol):
     def texts(self, texts: list[str]) -> np.ndarray:
         """L2-normalised float32 (N, D) features in the images' space."""
+
+
+class Voice(Protocol):
+    sample_rate: int
+    voices: tuple[str, ...]  # the voice ids `speak` takes
+
+    def speak(self, text: str, voice: str, speed: float = 1.0, seed: int = 0) -> np.ndarray:
+        """`text` spoken in `voice`: float32 mono samples at `sample_rate`; empty when nothing in it can be said."""
+
+    def close(self) -> None: ...

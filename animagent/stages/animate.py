@@ -6,7 +6,8 @@ while the animator renders):
   1. `choose_motions` (director, step `motion/<shot>`): with the keyframe in view, the director picks the shot's
      motion class (task `motion`; the script's planned motion is its hint). The animator's own table (motion.py)
      maps the class to its settings, recorded in motion.json (SVD: motion_bucket_id, noise_aug_strength, fps).
-  2. `render` (animator, step `animate/<shot>`): one clip per seed, seeds from (run seed, shot, candidate, take);
+  2. `render` (animator, step `animate/<shot>`): one clip per seed, seeds from (run seed, shot, candidate, take),
+     as long as the shot (its length fitted to its speech when there is a `Narration`, else the script's);
      each clip is encoded on one worker thread while the next renders, and the step is recorded once all are
      written.
   3. `choose_clips` (CLIP, DINOv2, director, step `choose/<shot>`): each candidate is scored with scoring.py's
@@ -36,6 +37,7 @@ from animagent.artifacts import (
     Keyframe,
     Motion,
     MotionChoice,
+    Narration,
     Script,
 )
 from animagent.config import Config
@@ -78,7 +80,8 @@ def choose_motions(ctx: Context, script: Script, keyframes: list[Keyframe]) -> l
 
 
 def render(
-    ctx: Context, script: Script, keyframes: list[Keyframe], motions: list[MotionChoice]
+    ctx: Context, script: Script, keyframes: list[Keyframe], motions: list[MotionChoice],
+    narration: Narration | None = None,
 ) -> list[ClipCandidates]:
     run, config = ctx.run, ctx.config
     rendered = []
@@ -88,8 +91,9 @@ def render(
         folder, json_rel = f"clips/{shot.id}/candidates", f"clips/{shot.id}/candidates.json"
         take = ctx.takes.animate.get(shot.id, 0)
         seeds = [ctx.seed("animate", shot.id, str(i), take=take) for i in range(config.animator.candidates)]
+        duration_s = narration.shot(shot.id).duration_s if narration is not None else shot.duration_s
         step = ctx.step(
-            f"animate/{shot.id}", keyframe=run.sha(keyframe.image), prompt=keyframe.prompt,
+            f"animate/{shot.id}", keyframe=run.sha(keyframe.image), prompt=keyframe.prompt, duration_s=duration_s,
             motion=motion.parameters, seeds=seeds, animator=ctx.models.settings("animator"),
             crf=config.assemble.crf, preset=config.assemble.preset, models=ctx.models.ids("animator"),
         )
@@ -104,7 +108,7 @@ def render(
                 encoding = None
                 for i, seed in enumerate(seeds):
                     animator = ctx.models.get("animator")
-                    frames = animator.animate(image, keyframe.prompt, motion.motion, shot.duration_s, seed)
+                    frames = animator.animate(image, keyframe.prompt, motion.motion, duration_s, seed)
                     ladder += [f"candidate {i}: {rung}" for rung in animator.take_ladder()]
                     rel = f"{folder}/{i}.mp4"
                     if encoding is not None:

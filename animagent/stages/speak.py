@@ -3,20 +3,19 @@ length fitted to its speech (DreamFactory's speech-centred editing), before anim
 
 `cast_voices` asks the director once (task `voice`: voice ids are an enum of the voice model's, characters are
 required keys, each shot's speaker is "narrator" or a character present in it) and returns the script with
-`narrator_voice`, every character's `voice` and every shot's `speaker` filled; the caller saves it as
-script.json, where a user may change any of them. Only what is missing is asked for: a character with a voice
-(in the script, or in its cast-library entry) keeps it, and speakers are decided only on the first casting.
-A library character cast here for the first time has its voice written into its entry, so it sounds the same in
-the next story.
+`narrator_voice`, every character's `voice` and every shot's `speaker` filled, saved as script.json, where a
+user may change any of them (the plan step's record then holds the cast script). Only what is missing is asked
+for: a character with a voice (in the script, or in its cast-library entry) keeps it, and speakers are decided only
+on the first casting. A library character cast here for the first time has its voice written into its entry, so
+it sounds the same in the next story.
 
 `speak` then speaks each shot (step `speak/<shot>`: its narration, voice, the voice settings, the film's fps and
 planned length), trims the model's near-silent lead-in and tail, normalises it to `voice.loudness_lufs`, fades
 its ends, and writes `speech/<shot>.wav`: the speech from the shot's first sample, then silence to the shot's
 end. A shot lasts its planned seconds, or its speech plus `voice.pause_s` when that is longer (rounded up to
-whole frames); a shot with nothing to say
-(empty narration, only punctuation or emoji) is silence of its planned length. The fitted lengths come back as
-a `Narration`, which animate and assemble use instead of the script's seconds; the subtitle cue of a shot ends
-with its speech. This module owns casting and timing; the voice backend speaks and animagent/audio.py does the
+whole frames); a shot with nothing to say (empty narration, only punctuation or emoji) is silence of its planned
+length. The fitted lengths come back as a `Narration`, which animate and assemble use instead of the script's
+seconds; the subtitle cue of a shot ends with its speech. This module owns casting and timing; the voice backend speaks and animagent/audio.py does the
 sample arithmetic.
 """
 
@@ -24,39 +23,21 @@ from __future__ import annotations
 
 import logging
 import math
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
 
 from animagent import audio, castlib
 from animagent.artifacts import Narration, Script, ShotSpeech
 from animagent.config import Config
 from animagent.errors import InputError
-from animagent.runfolder import RunFolder, derive_seed, step_key
-from animagent.stages import Progress
+from animagent.stages import Context
+from animagent.stages.plan import SCRIPT
 from animagent.tasks import voice_output
 from animagent.weights import spec
-
-if TYPE_CHECKING:
-    import numpy as np
-
-    from animagent.backends import Director
 
 log = logging.getLogger(__name__)
 
 SPEECH = "speech"
-
-
-class Voice(Protocol):
-    """A text-to-speech model: `speak` gives float32 mono samples at `sample_rate` (empty: nothing to say)."""
-
-    sample_rate: int
-    voices: tuple[str, ...]
-
-    def speak(self, text: str, voice: str, speed: float = 1.0, seed: int = 0) -> np.ndarray: ...
-
-    def close(self) -> None: ...
 
 
 def voice_ids(config: Config) -> list[str]:
@@ -70,11 +51,11 @@ def voice_of(script: Script, shot_id: str) -> str | None:
     return script.character(shot.speaker).voice if shot.speaker else script.narrator_voice
 
 
-def cast_voices(
-    script: Script, director: Callable[[], Director], config: Config, library_root: Path | None = None
-) -> Script:
-    """`script` with every voice and speaker decided (see the module docstring); asks the director only when
-    the narrator or a character has no voice yet."""
+def cast_voices(ctx: Context, script: Script) -> Script:
+    """`script` with every voice and speaker decided (see the module docstring), written to script.json when
+    anything changed; asks the director only when the narrator or a character has no voice yet."""
+    config = ctx.config
+    library_root = castlib.library_root(config.cast.library)
     valid = voice_ids(config)
     library = {c.id: castlib.find(c.name, library_root) for c in script.characters}
     voices = {c.id: c.voice for c in script.characters}
@@ -86,7 +67,7 @@ def cast_voices(
     if narrator is None or None in voices.values():
         output = voice_output(valid, [c.id for c in script.characters],
                               [(s.id, [p.character for p in s.characters]) for s in script.shots()])
-        reply = director().ask("voice", _variables(script, valid), output, seed=derive_seed(config.seed, "voice"))
+        reply = ctx.models.get("director").ask("voice", _variables(script, valid), output, seed=ctx.seed("voice"))
         chosen = reply.characters.model_dump(by_alias=True)
         voices = {cid: voice or chosen[cid] for cid, voice in voices.items()}
         if narrator is None:  # the first casting: the director also says who speaks each shot
@@ -105,37 +86,35 @@ def cast_voices(
         for shot in scene["shots"]:
             shot["speaker"] = speakers[shot["id"]]
     cast = Script.model_validate(data)
+    if cast != script:
+        ctx.run.write_model(SCRIPT, cast)
+        plan = ctx.run.manifest.steps.get("plan")
+        if plan is not None:  # script.json is the plan's output: the plan, voices cast, is what the manifest holds
+            ctx.run.record("plan", plan.key, [SCRIPT], plan.seconds, notes=[*plan.notes, "voices cast"])
     for cid, entry in library.items():
         if entry is not None and entry.voice is None:
             castlib.set_voice(entry, voices[cid], library_root)
     return cast
 
 
-def speak(
-    script: Script,
-    run: RunFolder,
-    voice: Callable[[], Voice],
-    config: Config,
-    models: list,
-    progress: Progress,
-) -> Narration:
+def speak(ctx: Context, script: Script) -> Narration:
     """Every shot's speech (step `speak/<shot>` each), in film order; needs `cast_voices` first."""
+    run, config = ctx.run, ctx.config
     fps, settings = config.assemble.fps, config.voice
     shots = script.shots()
     spoken: list[ShotSpeech] = []
     for n, shot in enumerate(shots):
-        progress("speak", n, len(shots))
+        ctx.progress("speak", n, len(shots))
         voice_id = voice_of(script, shot.id)
         if voice_id is None:
             raise InputError(f"shot {shot.id} has no voice: cast the voices (speak.cast_voices) before speaking")
         planned = round(shot.duration_s * fps)
-        seed = derive_seed(config.seed, "speak", shot.id)
-        step, wav, record = f"speak/{shot.id}", f"{SPEECH}/{shot.id}.wav", f"{SPEECH}/{shot.id}.json"
-        key = step_key(step=step, narration=shot.narration, voice=voice_id, settings=settings, fps=fps,
-                       planned=planned, seed=seed, models=models)
-        if not run.done(step, key):
-            started = time.perf_counter()
-            backend = voice()
+        seed = ctx.seed("speak", shot.id)
+        wav, record = f"{SPEECH}/{shot.id}.wav", f"{SPEECH}/{shot.id}.json"
+        step = ctx.step(f"speak/{shot.id}", narration=shot.narration, voice=voice_id, settings=settings, fps=fps,
+                        planned=planned, seed=seed, models=ctx.models.ids("voice"))
+        if step.todo:
+            backend = ctx.models.get("voice")
             rate = backend.sample_rate
             speech = backend.speak(shot.narration, voice_id, settings.speed, seed)
             speech = audio.fade(audio.normalize(audio.trim(speech, rate), rate, settings.loudness_lufs), rate)
@@ -147,9 +126,9 @@ def speak(
                 audio.write_wav(tmp, audio.fit(speech, audio.samples_for(frames, fps, rate)), rate)
             run.write_model(record, ShotSpeech(shot=shot.id, audio=wav, voice=voice_id, speech_s=speech_s,
                                                frames=frames, fps=fps, sample_rate=rate))
-            run.record(step, key, [wav, record], time.perf_counter() - started)
+            step.record([wav, record])
         spoken.append(run.read_model(record, ShotSpeech))
-    progress("speak", len(shots), len(shots))
+    ctx.progress("speak", len(shots), len(shots))
     return Narration(sample_rate=spoken[0].sample_rate, shots=tuple(spoken))
 
 
