@@ -46,6 +46,8 @@ log = logging.getLogger("animagent")
 ProfileOpt = typer.Option("default", "--profile", "-p", help="profile in configs/: tiny, default, lowvram, fast")
 ConfigOpt = typer.Option(None, "--config", "-c", help="YAML file merged over the profile")
 SetOpt = typer.Option([], "--set", help="override a config key, e.g. --set painter.steps=20 (repeatable)")
+ClusterOpt = typer.Option(None, "--cluster", help="ray: fan clip and cast candidates out to a GPU worker each "
+                          "(--set cluster.kind=ray; docs/cluster.md); local: this process only (the default)")
 OutOpt = typer.Option(None, "--out", "-o", help="run folder (default runs/<story name>)")
 SeedOpt = typer.Option(None, "--seed", help="run seed (default from the config)")
 DirOpt = typer.Option(None, "--dir", help="weights root (default $ANIMAGENT_WEIGHTS, else ./weights)")
@@ -222,6 +224,7 @@ def run(
     out_dir: Optional[Path] = OutOpt,
     seed: Optional[int] = SeedOpt,
     script: Optional[Path] = typer.Option(None, "--script", help="render this script.json; skips planning"),
+    cluster: Optional[str] = ClusterOpt,
 ) -> None:
     """Render STORY into a film: plan, cast, draw, animate, assemble."""
     state: dict[str, Path] = {}
@@ -231,7 +234,7 @@ def run(
         from animagent.runs import prepare_run
         from animagent.studio import Studio
 
-        cfg = load_config(profile, config, set_, seed)
+        cfg = load_config(profile, config, [*set_, *([f"cluster.kind={cluster}"] if cluster else [])], seed)
         state["run"] = prepare_run(story, cfg, out_dir, script)
         _tiny_notice(cfg)
         film = _render(lambda bars: Studio(cfg, state["run"], bars).run(), state["run"])

@@ -236,6 +236,11 @@ class GpuConfig(_Section):
         description="torch.compile the SVD UNet's transformer blocks: -10 % per clip on an H200, about 19 s of "
         "compiling once per run (needs a CUDA GPU with triton)",
     )
+    compile_director: bool = Field(
+        False,
+        description="the transformers director decodes with a static KV cache and a compiled, CUDA-graphed decode "
+        "step, its grammar mask filled while the GPU works; same replies as eager (needs a CUDA GPU with triton)",
+    )
 
 
 class AssembleConfig(_Section):
@@ -272,6 +277,34 @@ class EvalConfig(_Section):
     masked_crops: bool = Field(True, description="SAM-mask character crops before scoring identity")
 
 
+class ClusterConfig(_Section):
+    kind: Literal["local", "ray"] = Field(
+        "local", description="local: every model in this process (Ray is never imported); ray: the clip and cast "
+        "candidates and their scoring fan out to Ray workers, one per GPU, each keeping its models loaded "
+        "(pip install 'animagent[ray]')",
+    )
+    address: str = Field(
+        "auto", pattern=r"^(auto|[^\s:]+:\d+)$",
+        description="auto: start a Ray instance on this machine with its GPUs, stopped when the run ends; "
+        "HOST:PORT: join the running cluster whose head listens there (`ray start --head --port PORT`)",
+    )
+    gpus: int | None = Field(
+        None, ge=1, le=1024,
+        description="address auto: the GPUs the local Ray offers (one worker each); default every GPU of the "
+        "machine. Logical GPUs work too: a CPU machine can test the fan-out with the tiny profile",
+    )
+    max_retries: int = Field(
+        2, ge=0, le=10, description="times a task whose worker died (killed, node lost) is sent to another worker"
+    )
+
+    @model_validator(mode="after")
+    def _gpus_only_for_auto(self) -> ClusterConfig:
+        if self.gpus is not None and self.address != "auto":
+            raise ValueError(f"cluster.gpus applies to address auto; a joined cluster ({self.address}) offers the "
+                             "GPUs its nodes were started with (`ray start --num-gpus N`)")
+        return self
+
+
 class Config(_Section):
     profile: str = Field("default", description="the profile this config was resolved from (set by load_config)")
     seed: int = Field(
@@ -295,6 +328,7 @@ class Config(_Section):
     voice: VoiceConfig = VoiceConfig()
     gpu: GpuConfig = GpuConfig()
     eval: EvalConfig = EvalConfig()
+    cluster: ClusterConfig = ClusterConfig()
 
     @model_validator(mode="after")
     def _director_images(self) -> Config:

@@ -7,15 +7,17 @@ it. The stages ask for a role right before each use, so a resumed run whose step
 parks the other in CPU memory first — parking, not releasing: draw and review alternate the two shot by shot (and
 repair round by round), and a move across PCIe costs less than a load from disk. When a role is released for good
 is the recipe's schedule (studio.RELEASE_AFTER), written as data beside it. `ids(*roles)` names the models a role
-loads, with their revisions, for the step keys. This module owns kinds → backend classes; nothing else branches on
-a kind.
+loads, with their revisions, for the step keys. `map(fn, calls)` runs the stages' independent tasks (a clip
+candidate, a cast item's sketches, their scores) here or, with cluster.kind ray, on GPU workers that each hold
+models of their own (cluster.py). This module owns kinds → backend classes; nothing else branches on a kind.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, overload
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from animagent import gpu
 from animagent.backends.motion import TABLES
@@ -25,9 +27,11 @@ from animagent.weights import ensure_present, spec
 if TYPE_CHECKING:
     from animagent.artifacts import Motion
     from animagent.backends import Animator, Director, Embedder, ImageEncoder, Painter, Segmenter, Voice
+    from animagent.cluster import RayPool
 
 Role = Literal["director", "painter", "segmenter", "embedder", "dino", "animator", "voice"]
 ROLES: tuple[Role, ...] = ("director", "painter", "segmenter", "embedder", "dino", "animator", "voice")
+R = TypeVar("R")
 
 
 def build(role: Role, config: Config, logs: Path) -> Any:
@@ -126,6 +130,7 @@ class Models:
         self.config = config
         self.logs = logs
         self._loaded: dict[Role, Any] = dict(loaded or {})
+        self._pool: RayPool | None = None  # cluster.kind ray: the GPU workers, started by the first `map`
 
     @overload
     def get(self, role: Literal["director"]) -> Director: ...
@@ -152,14 +157,31 @@ class Models:
     def loaded(self, role: Role) -> bool:
         return role in self._loaded
 
+    def map(self, fn: Callable[..., R], calls: Sequence[tuple]) -> Iterator[R]:
+        """`fn(models, *call)` for each call, the results in the order of `calls`: here, one after the other as
+        they are consumed (cluster.kind local), or on the cluster's GPU workers, all at once, each with models
+        of its own (kind ray, cluster.py). `fn` is a module-level function that needs nothing but models."""
+        if self.config.cluster.kind == "local":
+            return (fn(self, *call) for call in calls)
+        if self._pool is None:
+            from animagent.cluster import RayPool
+
+            self._pool = RayPool(self.config, self.logs)
+        return self._pool.map(fn, calls)
+
     def release(self, *roles: Role) -> None:
         for role in roles:
             backend = self._loaded.pop(role, None)
             if backend is not None:
                 backend.close()
+        if self._pool is not None:
+            self._pool.release(*roles)
 
     def close(self) -> None:
         self.release(*ROLES)
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
         gpu.restore_threads()
 
     def ids(self, *roles: Role) -> list[list[str]]:

@@ -31,13 +31,18 @@ _BEING_MADE = {STORY, SCRIPT, MANIFEST, LOCK, CONFIG, "logs"}
 
 def preflight(config: Config) -> None:
     """What a run needs that can be checked in seconds, checked before any work and any file: every model's
-    weights (hashed once for real ones), the compiler gpu.compile_animator needs, and a reachable director server."""
+    weights (hashed once for real ones), the compiler gpu.compile_animator needs, a reachable director server, and
+    for cluster.kind ray an installed Ray and a cluster address that answers."""
     ensure_present(config)
     gpu.check_compile(config)
     if config.director.kind == "openai":
         from animagent.backends.director_openai import check_reachable  # httpx only: no model library
 
         check_reachable(config.director)
+    if config.cluster.kind == "ray":
+        from animagent import cluster  # Ray itself is imported inside, and only here
+
+        cluster.check(config)
 
 
 def check_user_script(script: Script, limits: LimitsConfig) -> Script:

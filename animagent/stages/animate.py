@@ -23,6 +23,7 @@ This module owns these steps and the ranking rule; the animators render, the enc
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
     from PIL import Image
 
     from animagent.backends import Embedder, ImageEncoder
+    from animagent.models import Models
 
 RULE = "no spike, then moves (unless the motion is still), then mean of subject and background consistency"
 
@@ -84,11 +86,9 @@ def render(
     narration: Narration | None = None,
 ) -> list[ClipCandidates]:
     run, config = ctx.run, ctx.config
-    rendered = []
-    for n, (keyframe, motion) in enumerate(zip(keyframes, motions)):
-        ctx.progress("animate", n, len(keyframes))
+    shots = []
+    for keyframe, motion in zip(keyframes, motions):
         shot = script.shot(keyframe.shot)
-        folder, json_rel = f"clips/{shot.id}/candidates", f"clips/{shot.id}/candidates.json"
         take = ctx.takes.animate.get(shot.id, 0)
         seeds = [ctx.seed("animate", shot.id, str(i), take=take) for i in range(config.animator.candidates)]
         duration_s = narration.shot(shot.id).duration_s if narration is not None else shot.duration_s
@@ -97,8 +97,18 @@ def render(
             motion=motion.parameters, seeds=seeds, animator=ctx.models.settings("animator"),
             crf=config.assemble.crf, preset=config.assemble.preset, models=ctx.models.ids("animator"),
         )
+        shots.append((shot, keyframe, motion, seeds, duration_s, step))
+    # One task per candidate of every shot still to render, in film order: here they run one by one as the loop
+    # below consumes them; on a cluster they are all handed to the GPU workers at once.
+    todo = [(run.read_image(k.image), k.prompt, m.motion, d, seed) for _, k, m, seeds, d, step in shots if step.todo
+            for seed in seeds]
+    renders = ctx.models.map(render_clip, todo)
+    rendered = []
+    for n, (shot, keyframe, motion, seeds, duration_s, step) in enumerate(shots):
+        ctx.progress("animate", n, len(shots))
+        folder, json_rel = f"clips/{shot.id}/candidates", f"clips/{shot.id}/candidates.json"
         if step.todo:
-            image = run.read_image(keyframe.image)
+            step.started = time.perf_counter()  # the shot's own share of the stage's time, renders included
             fps = motion.parameters["fps"]
             clips, ladder = [], []
             # Candidate i is encoded on the CPU while candidate i + 1 renders: PyAV releases the GIL while
@@ -107,9 +117,8 @@ def render(
             with ThreadPoolExecutor(max_workers=1) as encoder:
                 encoding = None
                 for i, seed in enumerate(seeds):
-                    animator = ctx.models.get("animator")
-                    frames = animator.animate(image, keyframe.prompt, motion.motion, duration_s, seed)
-                    ladder += [f"candidate {i}: {rung}" for rung in animator.take_ladder()]
+                    frames, rungs = next(renders)
+                    ladder += [f"candidate {i}: {rung}" for rung in rungs]
                     rel = f"{folder}/{i}.mp4"
                     if encoding is not None:
                         encoding.result()
@@ -119,8 +128,15 @@ def render(
             run.write_model(json_rel, ClipCandidates(shot=shot.id, motion=motion.motion, clips=tuple(clips)))
             step.record([*(c.video for c in clips), json_rel], notes=ladder)
         rendered.append(run.read_model(json_rel, ClipCandidates))
-    ctx.progress("animate", len(keyframes), len(keyframes))
+    ctx.progress("animate", len(shots), len(shots))
     return rendered
+
+
+def render_clip(models: Models, image: Image.Image, prompt: str, motion: Motion, duration_s: float,
+                seed: int) -> tuple[list[Image.Image], list[str]]:
+    """A task (Models.map): one candidate's frames, and the out-of-memory rungs its render took."""
+    animator = models.get("animator")
+    return animator.animate(image, prompt, motion, duration_s, seed), animator.take_ladder()
 
 
 def write_clip(run: RunFolder, rel: str, frames: list[Image.Image], fps: int, config: Config) -> None:
@@ -154,8 +170,8 @@ def choose_clips(ctx: Context, script: Script, rendered: list[ClipCandidates]) -
             from animagent import video
 
             frames = [video.read_frames(run.path(c.video)) for c in candidates.clips]
-            scored = [score_clip(i, c, f, candidates.motion, ctx.models.get("embedder"), ctx.models.get("dino"))
-                      for i, (c, f) in enumerate(zip(candidates.clips, frames))]
+            scored = list(ctx.models.map(score_candidate, [(i, c, f, candidates.motion)
+                                                           for i, (c, f) in enumerate(zip(candidates.clips, frames))]))
             ranking = rank(scored)
             shown = ranking[: config.animator.top_k]
             pick = ask_pick(
@@ -198,6 +214,11 @@ def score_clip(
         background_consistency=m.background_consistency, motion=m.motion, max_change_z=m.max_change_z,
         spike=m.spike, moves=motion == "still" or not m.still,
     )
+
+
+def score_candidate(models: Models, index: int, clip: Clip, frames: list[np.ndarray], motion: Motion) -> ClipCandidate:
+    """A task (Models.map): score_clip with the models' CLIP and DINOv2."""
+    return score_clip(index, clip, frames, motion, models.get("embedder"), models.get("dino"))
 
 
 def rank(candidates: list[ClipCandidate]) -> list[int]:

@@ -12,13 +12,21 @@ painter draws, the director picks, the embedder embeds.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from animagent import castlib
 from animagent.artifacts import Candidates, Cast, Character, CharacterSheet, Script, Setting, SettingSheet
 from animagent.memory import SIDECAR, Item, Memory
 from animagent.runfolder import RunFolder
-from animagent.stages import Context, ask_pick
+from animagent.stages import Context, Step, ask_pick
+
+if TYPE_CHECKING:
+    from PIL.Image import Image
+
+    from animagent.models import Models
 
 
 def character_prompt(script: Script, character: Character) -> str:
@@ -42,13 +50,19 @@ def cast(ctx: Context, script: Script) -> Cast:
     jobs += [("settings", s.id, setting_prompt(script, s), _purpose_of_setting(s), None) for s in script.settings]
     total = 2 * len(jobs)
 
-    # 1. candidates: the painter draws every item's (a library character is copied instead)
+    # 1. candidates: the painter draws every item's (a library character is copied instead), one task per item
+    #    (Models.map: here one by one as consumed, on a cluster all at once on the GPU workers)
+    steps = {(kind, item_id): _sketch_step(ctx, kind, item_id, prompt)
+             for kind, item_id, prompt, _, entry in jobs if entry is None}
+    size = (ctx.config.cast.width, ctx.config.cast.height)
+    sketches = ctx.models.map(sketch, [(prompt, *size, steps[kind, item_id][1]) for kind, item_id, prompt, _, entry
+                                       in jobs if entry is None and steps[kind, item_id][0].todo])
     for n, (kind, item_id, prompt, _, entry) in enumerate(jobs):
         ctx.progress("cast", n, total)
         if entry is not None:
             _copy_library_character(ctx, script.character(item_id), entry, library)
         else:
-            _draw_candidates(ctx, kind, item_id, prompt)
+            _draw_candidates(ctx, kind, item_id, prompt, *steps[kind, item_id], sketches)
 
     # 2. picks: the director chooses among each drawn item's candidates
     for n, (kind, item_id, _, purpose, entry) in enumerate(jobs):
@@ -85,22 +99,35 @@ def remember(ctx: Context, cast: Cast) -> None:
         step.record([SIDECAR])
 
 
-def _draw_candidates(ctx: Context, kind: str, item_id: str, prompt: str) -> None:
-    run, config = ctx.run, ctx.config
-    folder = f"cast/{kind}/{item_id}"
+def _sketch_step(ctx: Context, kind: str, item_id: str, prompt: str) -> tuple[Step, list[int]]:
+    config = ctx.config
     seeds = [ctx.seed("cast", kind, item_id, str(i)) for i in range(config.cast.candidates)]
     step = ctx.step(f"cast/{kind}/{item_id}", prompt=prompt, seeds=seeds, painter=config.painter,
                     models=ctx.models.ids("painter"), size=[config.cast.width, config.cast.height])
+    return step, seeds
+
+
+def sketch(models: Models, prompt: str, width: int, height: int, seeds: list[int]) -> tuple[list[Image], list[str]]:
+    """A task (Models.map): one item's candidate sheets, and the out-of-memory rungs the painter took."""
+    painter = models.get("painter")
+    return painter.sketch(prompt, width, height, seeds), painter.take_ladder()
+
+
+def _draw_candidates(ctx: Context, kind: str, item_id: str, prompt: str, step: Step, seeds: list[int],
+                     sketches: Iterator[tuple[list[Image], list[str]]]) -> None:
+    """Write the next of `sketches` as this item's candidates, when its step is to do."""
     if not step.todo:
         return
-    painter = ctx.models.get("painter")
-    images = painter.sketch(prompt, config.cast.width, config.cast.height, seeds)
+    run = ctx.run
+    folder = f"cast/{kind}/{item_id}"
+    step.started = time.perf_counter()  # the item's own share of the stage's time, its sketches included
+    images, ladder = next(sketches)
     rels = [f"{folder}/{i}.png" for i in range(len(images))]
     for rel, image in zip(rels, images):
         run.write_image(rel, image)
     run.write_model(f"{folder}/candidates.json",
                     Candidates(item=item_id, prompt=prompt, seeds=tuple(seeds), images=tuple(rels)))
-    step.record([*rels, f"{folder}/candidates.json"], notes=painter.take_ladder())
+    step.record([*rels, f"{folder}/candidates.json"], notes=ladder)
 
 
 def _pick(ctx: Context, kind: str, item_id: str, purpose: str) -> None:
