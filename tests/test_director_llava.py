@@ -140,3 +140,23 @@ def test_doctor_and_pull_know_the_llava_director(folder, tiny_model, tmp_path):
                                   "--set", f"director.weights={NAME}"])
     assert missing.exit_code == 4 and f"missing  {NAME}" in missing.output
     assert "llava-hf/llava-onevision-qwen2-7b-ov-hf" in missing.output
+
+
+def test_a_llava_box_lands_on_its_image_position():
+    """LLaVA-OneVision answers [x1, y1, x2, y2] as fractions of the image's width and height: the box around a block
+    painted at known pixels of a 640x480 keyframe comes back onto exactly those pixels, whatever size was sent."""
+    from animagent.tasks import verdict_output
+
+    image = Image.new("RGB", (640, 480), (255, 255, 255))
+    image.paste((220, 20, 20), (320, 120, 640, 360))
+    grounding = director_module.grounding("llava", (616, 448))
+    assert grounding.frame == (1.0, 1.0) and "0 to 1" in grounding.words
+    reply = '{"alignment": 3, "characters": {"mira": {"bbox_2d": [0.5, 0.25, 1.0, 0.75], "on_model": true}}, ' \
+            '"distortions": []}'
+    verdict = verdict_output(["mira"], *grounding.frame).model_validate_json(reply)
+    box = grounding.box(verdict.characters.c0.bbox_2d)
+    assert box.to_pixels(640, 480) == (320, 120, 640, 360)
+    assert [color for _, color in image.crop(box.to_pixels(640, 480)).getcolors()] == [(220, 20, 20)]
+    assert grounding.box([1.0, 0.75, 0.5, 0.25]) == box  # corners in any order
+    with pytest.raises(ValueError):  # a corner outside the frame is refused by the schema
+        verdict_output(["mira"], *grounding.frame).model_validate_json(reply.replace("1.0,", "1.5,"))
