@@ -91,3 +91,30 @@ def test_a_checkpoint_missing_tensors_is_refused(config, tmp_path) -> None:
     torch.save(checkpoint, dst / "kokoro-v1_0.pth")
     with pytest.raises(MissingError, match="'decoder' does not match config.json \\(1 tensors missing"):
         KokoroVoice(config.model_copy(update={"weights": WeightsConfig(flavor="tiny", root=str(tmp_path))}), tmp_path)
+
+
+def test_a_crafted_pickle_in_place_of_the_checkpoint_is_refused_unrun(config, tmp_path) -> None:
+    import os
+    import pickle
+
+    from animagent.backends.voice_kokoro import KokoroVoice
+
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    dst = model_dir(tmp_path, "kokoro_82m", "tiny")
+    shutil.copytree(model_dir(config.weights_root(), "kokoro_82m", "tiny"), dst)
+    (dst / "kokoro-v1_0.pth").write_bytes(pickle.dumps(Payload()))
+    tiny_here = config.model_copy(update={"weights": WeightsConfig(flavor="tiny", root=str(tmp_path))})
+    with pytest.raises(MissingError, match="kokoro-v1_0.pth is not a tensors-only checkpoint, refused") as err:
+        KokoroVoice(tiny_here, tmp_path)
+    assert err.value.exit_code == 4 and not marker.exists()
+    shutil.copy(model_dir(config.weights_root(), "kokoro_82m", "tiny") / "kokoro-v1_0.pth", dst / "kokoro-v1_0.pth")
+    torch.save(Payload(), dst / "voices" / "af_heart.pt")  # a voice pack too
+    voice = KokoroVoice(tiny_here, tmp_path)
+    with pytest.raises(MissingError, match="af_heart.pt is not a tensors-only checkpoint"):
+        voice.speak("Hello.", "af_heart")
+    assert not marker.exists()

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+import pickle
 import re
 import time
 import unicodedata
@@ -62,8 +63,9 @@ class KokoroVoice:
         self._folder = folder
         self._device = gpu.device(config)
         model_config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        checkpoint = _load(folder / CHECKPOINT)  # refused here, with its name, if it is not tensors only
         self._model = KModel(repo_id=spec(name).repo_id, config=model_config, model=str(folder / CHECKPOINT))
-        _check_checkpoint(folder / CHECKPOINT, self._model)
+        _check_checkpoint(folder / CHECKPOINT, checkpoint, self._model)
         self._model = self._model.to(self._device).eval()
         self._vocab = model_config["vocab"]
         self._packs: dict[str, torch.Tensor] = {}
@@ -98,7 +100,9 @@ class KokoroVoice:
 
     def _pack(self, voice: str) -> torch.Tensor:
         if voice not in self._packs:
-            pack = torch.load(self._folder / "voices" / f"{voice}.pt", map_location="cpu", weights_only=True)
+            pack = _load(self._folder / "voices" / f"{voice}.pt")
+            if not isinstance(pack, torch.Tensor):
+                raise MissingError(f"{self._folder / 'voices' / voice}.pt is not a voice pack (a tensor)")
             self._packs[voice] = pack.float().to(self._device)
         return self._packs[voice]
 
@@ -158,10 +162,19 @@ def _chunks(sentences: list[str]) -> list[str]:
     return chunks
 
 
-def _check_checkpoint(path: Path, model: KModel) -> None:
+def _load(path: Path):
+    """torch.load with weights_only (tensors and plain containers only, never arbitrary objects); anything else is
+    refused as MissingError naming the file."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError) as exc:
+        raise MissingError(f"{path} is not a tensors-only checkpoint, refused ({str(exc).splitlines()[0]}); "
+                           "pull the weights again") from None
+
+
+def _check_checkpoint(path: Path, checkpoint, model: KModel) -> None:
     """MissingError unless the checkpoint holds exactly the tensors of KModel's five sub-modules (with or without
-    the `module.` prefix). Read memory-mapped, so this costs no copy of the weights."""
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    the `module.` prefix)."""
     if not isinstance(checkpoint, dict) or set(checkpoint) != set(COMPONENTS):
         keys = sorted(checkpoint) if isinstance(checkpoint, dict) else type(checkpoint).__name__
         raise MissingError(f"{path} is not a Kokoro checkpoint: it holds {keys}, expected {list(COMPONENTS)}")
