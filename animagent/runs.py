@@ -20,7 +20,7 @@ from animagent.artifacts import Film, Script, Takes, slugify
 from animagent.config import Config, LimitsConfig, load_config, read_recorded, recorded
 from animagent.errors import InputError
 from animagent.runfolder import LOCK, MANIFEST, TMP_PREFIX, Manifest, RunFolder
-from animagent.stages import Progress, no_progress, plan
+from animagent.stages import Progress, no_progress, plan, speak
 from animagent.stages.plan import SCRIPT, plan_key
 from animagent.studio import CONFIG, STORY, TAKES, Studio, read_takes
 from animagent.weights import ensure_present
@@ -114,8 +114,8 @@ def prepare_run(story_path: Path | None, config: Config, out: Path | None, scrip
             if not (run.exists(SCRIPT) and run.manifest.steps.get("plan")):
                 run.write_model(SCRIPT, script)
                 run.record("plan", plan_key(config, story), [SCRIPT], 0.0)
-            elif run.read_model(SCRIPT, Script) != script:  # a new --script for this run: like editing script.json
-                run.write_model(SCRIPT, script)
+            elif script not in (run.read_model(SCRIPT, Script), speak.uncast(run.read_model(SCRIPT, Script))):
+                run.write_model(SCRIPT, script)  # a new --script for this run (not the same one, uncast)
         run.write_text(STORY, story)
         run.write_text(CONFIG, config_text)  # written last: a folder with config.yaml is a complete run folder
     return run_dir

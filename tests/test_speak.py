@@ -277,3 +277,25 @@ def test_kill_9_mid_speech_then_resume_gives_the_same_bytes(tmp_path, config, vo
     speaking(clean, config, voice, script)
     for shot in script.shots():
         assert killed.sha(f"speech/{shot.id}.wav") == clean.sha(f"speech/{shot.id}.wav")
+
+
+def test_the_same_script_given_again_keeps_its_voices(tmp_path, tiny_all) -> None:
+    """`animagent run --script S` twice: the second time the run's cast script.json stays (no recasting), a
+    script that differs otherwise replaces it."""
+    from animagent.config import load_config
+    from animagent.runs import prepare_run
+
+    config = load_config("tiny", overrides=[f"weights.root={tiny_all}", "limits.max_shots_per_scene=3"])
+
+    given = tmp_path / "given.json"
+    given.write_text(three_shots().model_dump_json())
+    run_dir = prepare_run(None, config, tmp_path / "run", script_path=given)
+    run = RunFolder(run_dir)
+    cast_script = cast_voices(context(run, config, director=director(tmp_path)), three_shots())
+    prepare_run(None, config, run_dir, script_path=given)
+    assert RunFolder(run_dir).read_model("script.json", Script) == cast_script
+    data = three_shots().model_dump(mode="json")
+    data["scenes"][0]["shots"][0]["narration"] = "Mira runs."
+    given.write_text(json.dumps(data))
+    prepare_run(None, config, run_dir, script_path=given)
+    assert RunFolder(run_dir).read_model("script.json", Script).narrator_voice is None

@@ -51,6 +51,18 @@ def voice_of(script: Script, shot_id: str) -> str | None:
     return script.character(shot.speaker).voice if shot.speaker else script.narrator_voice
 
 
+def uncast(script: Script) -> Script:
+    """`script` as it was before `cast_voices`: no narrator voice, character voices or speakers."""
+    data = script.model_dump(mode="json")
+    data["narrator_voice"] = None
+    for character in data["characters"]:
+        character["voice"] = None
+    for scene in data["scenes"]:
+        for shot in scene["shots"]:
+            shot["speaker"] = None
+    return Script.model_validate(data)
+
+
 def cast_voices(ctx: Context, script: Script) -> Script:
     """`script` with every voice and speaker decided (see the module docstring), written to script.json when
     anything changed; asks the director only when the narrator or a character has no voice yet."""
