@@ -158,7 +158,8 @@ def _pick(ctx: Context, kind: str, item_id: str, purpose: str) -> None:
 def _copy_library_character(ctx: Context, character: Character, entry: castlib.LibraryEntry, library: Path) -> None:
     run = ctx.run
     folder, sheet_rel = f"cast/characters/{character.id}", f"cast/characters/{character.id}.json"
-    step = ctx.step(f"cast/characters/{character.id}", library=entry.model_dump(mode="json"))
+    # The entry's voice is the speak stage's (recorded on first casting): it changes nothing drawn here.
+    step = ctx.step(f"cast/characters/{character.id}", library=entry.model_dump(mode="json", exclude={"voice"}))
     if not step.todo:
         return
     rels = [f"{folder}/library-{n}.png" for n in range(len(entry.images))]
