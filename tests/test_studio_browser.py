@@ -20,7 +20,7 @@ pytest.importorskip("starlette", reason="the studio extra is not installed: pip 
 pytest.importorskip("playwright", reason="playwright is not installed: pip install playwright (never `playwright install`)")
 
 from animagent.runs import make_film  # noqa: E402
-from tests.test_studio_web import TOKEN, serving  # noqa: E402
+from tests.test_studio_web import TOKEN, lock_held_by_another_process, serving  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -99,6 +99,15 @@ def test_watch_pick_and_edit_in_a_browser(film_run, browser, tmp_path):
             expect(page.locator(f"#shot-{shot} article.clip")).to_have_count(2)
             expect(page.locator(f"#shot-{shot} article.clip.chosen")).to_have_count(1)
         page.screenshot(path=str(tmp_path / "opened.png"))
+
+        # another process holds the run's lock (a render from the CLI): shown, actions disabled; reloaded when it ends
+        with lock_held_by_another_process(run) as holder:
+            expect(page.locator("#status")).to_contain_text(f"locked by pid {holder.pid}")
+            expect(page.locator('[data-pick="clip-s01_k1-0"]')).to_be_disabled()
+            page.evaluate("window.beforeRelease = true")
+        (run / ".lock").unlink()
+        expect(page.locator('[data-pick="clip-s01_k1-0"]')).to_be_enabled()
+        assert page.evaluate("window.beforeRelease === undefined")  # a fresh page: it reloaded
 
         # the progress bar follows logs/events.jsonl as a render appends to it
         events = run / "logs/events.jsonl"

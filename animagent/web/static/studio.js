@@ -1,9 +1,10 @@
 // The review page's live part: server-sent events from /events move the progress bars, swap in each image or
-// clip as it lands, and show the job and lock state; when a job ends the page reloads with the new artifacts.
+// clip as it lands, and show the job and lock state; when a job or a render ends the page reloads with its artifacts.
 "use strict";
 
 const LANDED_MAX = 12;
-let wasRunning = document.getElementById("status").dataset.running === "yes";
+// A job of ours or a render holding the lock: when it ends, the page reloads with what it made.
+let wasBusy = ["running", "locked"].some((k) => document.getElementById("status").dataset[k] === "yes");
 
 function bar(stage) {
   let row = document.querySelector(`#progress [data-stage="${CSS.escape(stage)}"]`);
@@ -52,8 +53,9 @@ function status(state) {
   el.dataset.running = running ? "yes" : "no";
   el.dataset.locked = state.locked_by ? "yes" : "no";
   for (const button of document.querySelectorAll("button.action")) button.disabled = running || Boolean(state.locked_by);
-  if (wasRunning && !running) window.location.reload();
-  wasRunning = running;
+  const busy = running || Boolean(state.locked_by);
+  if (wasBusy && !busy) window.location.reload();
+  wasBusy = busy;
 }
 
 const events = new EventSource("/events");
