@@ -134,6 +134,14 @@ def test_every_route_needs_the_token(run_dir):
     assert client.get("/").status_code == 403
 
 
+def test_a_websocket_is_refused_even_with_the_token(client):
+    from starlette.websockets import WebSocketDisconnect
+
+    with pytest.raises(WebSocketDisconnect):
+        with client.websocket_connect(f"/?token={TOKEN}"):
+            pass
+
+
 def test_the_token_becomes_a_strict_http_only_cookie(run_dir):
     client = TestClient(make_app(run_dir, TOKEN, PORT), base_url=BASE)
     first = client.get(f"/?token={TOKEN}", follow_redirects=False)

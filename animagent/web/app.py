@@ -102,8 +102,11 @@ class Guard:
         self.cookie = f"animagent_studio_{port}"
 
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] == "lifespan":
             await self.app(scope, receive, send)
+            return
+        if scope["type"] != "http":  # the page has no websocket: refused before any route
+            await send({"type": "websocket.close", "code": 1008})
             return
         request = Request(scope)
         refusal = self.refusal(request)
