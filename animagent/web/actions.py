@@ -38,10 +38,10 @@ def pick(root: Path, kind: Literal["keyframe", "clip"], shot_id: str, candidate:
             count = len(run.read_model(rel, ClipCandidates).clips) if run.exists(rel) else 0
         if not 0 <= candidate < count:
             raise InputError(f"shot {shot_id} has {count} {kind} candidate(s); there is no candidate {candidate}")
-        picks = run.read_model(PICKS, Picks) if run.exists(PICKS) else Picks()
-        field = "keyframes" if kind == "keyframe" else "clips"
-        picks = picks.model_copy(update={field: {**getattr(picks, field), shot_id: candidate}})
-        run.write_model(PICKS, Picks.model_validate(picks.model_dump()))
+        data = (run.read_model(PICKS, Picks) if run.exists(PICKS) else Picks()).model_dump()
+        data["keyframes" if kind == "keyframe" else "clips"][shot_id] = candidate
+        picks = Picks.model_validate(data)
+        run.write_model(PICKS, picks)
     return picks
 
 
