@@ -170,7 +170,11 @@ class RayPool:
             raise MissingError(f"the Ray cluster at {cluster.address} offers no GPU; start its nodes with "
                                "`ray start --num-gpus N` (logical GPUs work for the tiny profile)")
         actor = ray.remote(num_gpus=1, num_cpus=0, max_restarts=0)(Worker)
-        workers = [actor.remote(self.config.model_dump_json(), str(self.logs)) for _ in range(gpus)]
+        # The weights root as this machine resolves it ($ANIMAGENT_WEIGHTS, ./weights): a worker's own environment
+        # and working folder are not the driver's. Every node holds the weights at that path.
+        config = self.config.model_copy(update={"weights": self.config.weights.model_copy(
+            update={"root": str(self.config.weights_root())})})
+        workers = [actor.remote(config.model_dump_json(), str(self.logs)) for _ in range(gpus)]
         places = ray.get([w.where.remote() for w in workers])
         self._workers = dict(enumerate(workers))
         for n, place in enumerate(places):

@@ -1,0 +1,134 @@
+"""cluster.kind ray on a real Ray cluster of this machine (CPU, two logical GPUs, 127.0.0.1): the tiny film is
+byte-identical to the local one, two workers render at the same time, a worker killed during animate is replaced
+and a killed driver resumes, both to the same bytes. Skipped where Ray is not installed (pip install
+'animagent[ray]')."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("ray", reason="Ray is not installed: pip install 'animagent[ray]' to run the cluster tests")
+
+from animagent.runfolder import RunFolder  # noqa: E402
+from animagent.runs import make_film  # noqa: E402
+
+SCRIPT = "tests/data/two_shots.json"
+# A head of its own, started and stopped by this module: a driver that keeps the cluster up until stdin closes.
+HEAD = """
+import sys, ray
+ray.init(address="local", num_gpus=2, num_cpus=2, include_dashboard=False, logging_level="ERROR")
+print(ray.get_runtime_context().gcs_address, flush=True)
+sys.stdin.read()
+ray.shutdown()
+"""
+# Every process of the test cluster: loopback addresses only (Ray's single-machine mode), no token to share.
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "disabled",
+       "RAY_USAGE_STATS_ENABLED": "0"}
+
+
+@pytest.fixture(scope="module")
+def address() -> str:
+    started = time.perf_counter()
+    head = subprocess.Popen([sys.executable, "-c", HEAD], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                            env=ENV)
+    gcs = head.stdout.readline().strip()
+    assert gcs.startswith("127.0.0.1:"), gcs
+    print(f"Ray head up in {time.perf_counter() - started:.1f} s at {gcs}")
+    yield gcs
+    head.stdin.close()
+    head.wait(timeout=60)
+
+
+@pytest.fixture(scope="module")
+def golden(tiny_all, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("local")
+    make_film(None, profile="tiny", out=out, overrides=[f"weights.root={tiny_all}"], script=SCRIPT)
+    return out
+
+
+def _argv(out: Path, root: Path, address: str) -> list[str]:
+    return [sys.executable, "-m", "animagent.cli", "run", "--script", SCRIPT, "--profile", "tiny", "--cluster", "ray",
+            "--set", f"cluster.address={address}", "--set", f"weights.root={root}", "--out", str(out)]
+
+
+def _outputs(run_dir: Path) -> dict[str, str]:
+    steps = RunFolder(run_dir).manifest.steps
+    return {rel: sha for record in steps.values() for rel, sha in record.outputs.items()}
+
+
+def _events(run_dir: Path, kind: str) -> list[dict]:
+    path = run_dir / "logs" / "events.jsonl"
+    lines = path.read_text().splitlines() if path.is_file() else []
+    return [e for e in map(json.loads, lines) if e["event"] == kind]
+
+
+def _wait_for_animate(proc: subprocess.Popen, out: Path) -> None:
+    """Until the animate stage has handed its renders out (its first progress event)."""
+    while not any(e["stage"] == "animate" for e in _events(out, "progress")):
+        assert proc.poll() is None, proc.stderr.read()[-800:]
+        time.sleep(0.02)
+
+
+@pytest.fixture(scope="module")
+def killed_worker(tiny_all, address, tmp_path_factory) -> Path:
+    """The tiny film on two workers, one of them killed -9 once the animate stage has handed out its renders
+    (one run serves three tests: Ray's start on two cores is slow)."""
+    out = tmp_path_factory.mktemp("ray") / "run"
+    started = time.perf_counter()
+    proc = subprocess.Popen(_argv(out, tiny_all, address), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=ENV)
+    _wait_for_animate(proc, out)
+    os.kill(_events(out, "worker")[0]["pid"], signal.SIGKILL)  # its renders are in flight or queued on it
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr[-800:]
+    print(f"tiny film on Ray (2 logical GPUs, a worker killed): {time.perf_counter() - started:.1f} s")
+    return out
+
+
+def test_the_ray_film_is_byte_identical_to_the_local_one(golden, killed_worker):
+    assert _outputs(killed_worker) == _outputs(golden) and "film.mp4" in _outputs(golden)
+    assert RunFolder(killed_worker).stray_temp_files() == [] and not (killed_worker / ".lock").exists()
+
+
+def test_two_logical_gpus_work_at_the_same_time(killed_worker):
+    workers = _events(killed_worker, "worker")
+    assert sorted(g for w in workers for g in w["gpus"]) == [0, 1] and len({w["pid"] for w in workers}) == 2
+    tasks = _events(killed_worker, "task")
+    overlaps = [(a, b) for a in tasks for b in tasks
+                if a["worker"] < b["worker"] and a["started"] < b["ended"] and b["started"] < a["ended"]]
+    assert overlaps, tasks  # both workers were working at the same moment (the cast's sketches at least)
+    assert {e["fn"].rsplit(".", 1)[1] for e in tasks} == {"sketch", "render_clip", "score_candidate"}
+
+
+def test_a_killed_worker_s_renders_go_to_the_other_and_nothing_is_recorded_twice(killed_worker):
+    retries = _events(killed_worker, "retry")
+    assert retries and {r["worker"] for r in retries} == {0} and {r["attempt"] for r in retries} == {1}
+    renders = [e for e in _events(killed_worker, "task") if e["fn"].endswith("render_clip")]
+    assert sorted(e["call"] for e in renders) == [0, 1, 2, 3]  # 2 shots × 2 candidates, each rendered once
+    assert {e["worker"] for e in renders if e["call"] in {r["call"] for r in retries}} == {1}
+    steps = [e["step"] for e in _events(killed_worker, "step")]
+    assert len(steps) == len(set(steps)) and {"animate/s01_k1", "animate/s01_k2"} <= set(steps)
+
+
+def test_the_driver_killed_during_animate_resumes_to_the_same_film(golden, tiny_all, address, tmp_path):
+    out = tmp_path / "ray"
+    proc = subprocess.Popen(_argv(out, tiny_all, address), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=ENV)
+    _wait_for_animate(proc, out)
+    proc.kill()
+    proc.communicate(timeout=60)
+    assert "assemble" not in RunFolder(out).manifest.steps
+
+    resumed = subprocess.run([sys.executable, "-m", "animagent.cli", "resume", str(out)], capture_output=True,
+                             text=True, env=ENV, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-800:]
+    assert _outputs(out) == _outputs(golden)
+    assert RunFolder(out).stray_temp_files() == [] and not (out / ".lock").exists()
