@@ -243,6 +243,16 @@ def test_edit_writes_a_valid_script_and_starts_resume(client, run_dir, started):
     assert started == [["resume", str(run_dir)]]
 
 
+def test_a_character_added_to_a_shot_stands_in_the_middle(client, run_dir, started):
+    from animagent.web.actions import NEW_BOX
+
+    form = edit_form(shot="s01_k1", narration="Mira and Tobin climb.", description="a fox and a tortoise on a hill",
+                     characters="mira, tobin", duration_s="2")
+    assert client.post("/edit", data=form, follow_redirects=False).status_code == 303
+    shot = Script.model_validate_json((run_dir / "script.json").read_text()).shot("s01_k1")
+    assert [(p.character, p.box.model_dump()) for p in shot.characters][1] == ("tobin", NEW_BOX)
+
+
 @pytest.mark.parametrize("changes, message", [
     ({"characters": "mira, ghost"}, "names character 'ghost', not one of ['mira', 'tobin']"),
     ({"narration": "   "}, "narration: String should have at least 1 character"),
