@@ -98,6 +98,7 @@ def test_watch_pick_and_edit_in_a_browser(film_run, browser, tmp_path):
             expect(page.locator(f"#shot-{shot} article.keyframe")).to_have_count(2)
             expect(page.locator(f"#shot-{shot} article.clip")).to_have_count(2)
             expect(page.locator(f"#shot-{shot} article.clip.chosen")).to_have_count(1)
+            expect(page.locator(f"#shot-{shot} .speech audio")).to_have_count(1)  # its spoken narration
         page.screenshot(path=str(tmp_path / "opened.png"))
 
         # another process holds the run's lock (a render from the CLI): shown, actions disabled; reloaded when it ends

@@ -44,8 +44,8 @@ from animagent.web.jobs import Jobs
 log = logging.getLogger(__name__)
 
 HERE = Path(__file__).parent
-SERVED = {".png": "image/png", ".jpg": "image/jpeg", ".mp4": "video/mp4", ".srt": "text/plain; charset=utf-8",
-          ".json": "application/json"}
+SERVED = {".png": "image/png", ".jpg": "image/jpeg", ".mp4": "video/mp4", ".wav": "audio/wav",
+          ".srt": "text/plain; charset=utf-8", ".json": "application/json"}
 MAX_BODY = 64 * 1024  # the largest form is one shot's edit: a few kilobytes
 POLL_S = 0.25  # how often the event stream looks at events.jsonl and the job
 HEADERS = {

@@ -1,8 +1,8 @@
 """What the review page shows, read straight from a run folder's JSON artifacts: never by replaying a stage.
 
 `load(root)` returns a RunView: the script, the cast sheets, per shot its keyframe candidates with the review's
-verdict, its clip candidates with their scores and the director's pick, the chosen keyframe and clip, the
-user's picks, and the scorecard. A file that is not written yet is None (a run in progress is a normal sight);
+verdict, its clip candidates with their scores and the director's pick, the chosen keyframe and clip and its
+spoken narration; the user's picks, and the scorecard. A file that is not written yet is None (a run in progress is a normal sight);
 a file that does not validate is listed in `problems` instead of failing the page.
 This module owns that reading; it knows nothing about HTTP.
 """
@@ -27,6 +27,7 @@ from animagent.artifacts import (
     Script,
     SettingSheet,
     Shot,
+    ShotSpeech,
     Takes,
     Verdict,
 )
@@ -37,6 +38,7 @@ from animagent.stages import PICKS
 from animagent.stages.assemble import FILM
 from animagent.stages.evaluate import SCORECARD
 from animagent.stages.plan import SCRIPT
+from animagent.stages.speak import SPEECH
 from animagent.studio import TAKES
 
 A = TypeVar("A", bound=BaseModel)
@@ -53,6 +55,7 @@ class ShotView:
     clip_review: ClipReview | None
     motion: MotionChoice | None
     clip: Clip | None
+    speech: ShotSpeech | None
     score: ShotScore | None
 
 
@@ -100,6 +103,7 @@ def load(root: Path) -> RunView:
             clip_review=read(f"clips/{shot.id}/review.json", ClipReview),
             motion=read(f"clips/{shot.id}/motion.json", MotionChoice),
             clip=read(f"clips/{shot.id}.json", Clip),
+            speech=read(f"{SPEECH}/{shot.id}.json", ShotSpeech),
             score=scores.get(shot.id),
         )
         for shot in script.shots()
