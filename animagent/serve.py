@@ -37,7 +37,7 @@ from packaging.version import Version
 
 from animagent.backends.director_openai import served_model_name
 from animagent.backends.director_vllm import MAX_IMAGES_PER_PROMPT, STRUCTURED_OUTPUTS
-from animagent.config import Config
+from animagent.config import Config, DirectorConfig
 from animagent.errors import MissingError
 from animagent.weights import fix_command, missing_files, model_dir, spec
 
@@ -152,6 +152,9 @@ def serve(config: Config, weights_root: Path, port: int) -> Served:
         process.wait()
         raise
     run_args = f"--set director.kind=openai --set director.base_url={url}"
+    if director.weights != DirectorConfig().weights:  # a run asks for this model, in its box convention
+        run_args += (f" --set director.weights={director.weights}"
+                     f" --set director.box_convention={director.box_convention}")
     if director.sleep_mode:
         run_args += " --set director.sleep_mode=true"
     log.info("director %s serving at %s; point a run at it with: %s", served_model_name(director), url,

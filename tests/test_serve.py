@@ -225,6 +225,23 @@ def test_serve_starts_waits_and_hands_back_what_the_cli_prints(tmp_path, fake_vl
         served.process.wait()
 
 
+def test_serve_of_another_director_tells_the_run_its_weights_and_box_convention(tmp_path, fake_vllm):
+    root = tmp_path / "weights"
+    for f in spec("llava_onevision_7b").files:
+        path = root / "tiny" / spec("llava_onevision_7b").folder / f.path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch()
+    director = DirectorConfig(weights="llava_onevision_7b", box_convention="llava")
+    served = serve(Config(weights=WeightsConfig(flavor="tiny"), director=director), root, free_port())
+    try:
+        assert served.run_args.endswith("--set director.weights=llava_onevision_7b --set director.box_convention=llava")
+        assert flag(json.loads(fake_vllm.read_text())["argv"], "--served-model-name") == \
+            "llava-hf/llava-onevision-qwen2-7b-ov-hf"
+    finally:
+        served.process.terminate()
+        served.process.wait()
+
+
 def test_serve_reports_an_early_exit(tmp_path, fake_vllm, monkeypatch):
     tiny_director_weights(tmp_path / "weights")
     monkeypatch.setenv("FAKE_VLLM_EXIT", "3")

@@ -53,7 +53,8 @@ def test_configs_are_real_style_and_float32(folder):
     assert config["architectures"] == ["Qwen2_5_VLForConditionalGeneration"]
     assert config["rope_scaling"]["type"] == "mrope"
     # vLLM's CPU attention takes head dims 32, 64, 80, ... only: 16 kills its engine at the first request.
-    assert config["hidden_size"] // config["num_attention_heads"] == 2 * sum(config["rope_scaling"]["mrope_section"]) == 32
+    head_dim = config["hidden_size"] // config["num_attention_heads"]
+    assert head_dim == 2 * sum(config["rope_scaling"]["mrope_section"]) == 32
     template = json.loads((folder / "chat_template.json").read_text())["chat_template"]
     assert json.loads((folder / "tokenizer_config.json").read_text())["chat_template"] == template
     assert template.startswith("{% set image_count = namespace(value=0) %}")

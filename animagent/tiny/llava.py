@@ -8,7 +8,9 @@ and a 26-layer SigLIP-so400m vision tower without its head, `use_image_newline_p
 transformers 4.45 (`language_model.model.*`, `vision_tower.vision_model.*`, `multi_modal_projector.*`,
 `image_newline`), which both transformers 5 and vLLM map on load. Here the sizes are tiny: a 2-layer Qwen2 with
 head_dim 32 (vLLM's CPU attention needs >= 32), a 2-layer SigLIP on 28-pixel tiles (2x2 patches of 14) and
-anyres pinpoints of 28-pixel multiples, so an image costs a few dozen tokens. The bytes are identical on every build.
+anyres pinpoints of 28-pixel multiples, so an image costs a few dozen tokens. config.json is transformers' own
+serialization of that config (no verbatim capture of the real one was found), so the bytes are identical on every
+build with one transformers version.
 """
 
 from __future__ import annotations
@@ -129,7 +131,8 @@ def _checkpoint_name(name: str) -> str:
     if name.startswith("model.vision_tower."):
         return "vision_tower.vision_model." + name[len("model.vision_tower."):].removeprefix("vision_model.")
     for new, old in (("model.language_model.", "language_model.model."),
-                     ("model.multi_modal_projector.", "multi_modal_projector."), ("model.image_newline", "image_newline"),
+                     ("model.multi_modal_projector.", "multi_modal_projector."),
+                     ("model.image_newline", "image_newline"),
                      ("lm_head.", "language_model.lm_head.")):
         if name.startswith(new):
             return old + name[len(new):]

@@ -25,7 +25,8 @@ def qwen(tiny_weights, tmp_path_factory):
 
 
 def openai_sets(server, root) -> list[str]:
-    return ["--set", f"weights.root={root}", "--set", "director.kind=openai", "--set", f"director.base_url={server.url}"]
+    return ["--set", f"weights.root={root}", "--set", "director.kind=openai",
+            "--set", f"director.base_url={server.url}"]
 
 
 def test_the_server_is_the_hardened_one(qwen):
