@@ -65,9 +65,17 @@ class Worker:
         self.models = Models(Config.model_validate_json(config_json), Path(logs))  # its `map` is never called
 
     def where(self) -> dict[str, Any]:
+        """Where this worker runs, once its node is known to hold every model the config names."""
         import ray
 
-        return {"pid": os.getpid(), "node": ray.util.get_node_ip_address(), "gpus": ray.get_gpu_ids()}
+        from animagent.weights import ensure_present
+
+        node = ray.util.get_node_ip_address()
+        try:
+            ensure_present(self.models.config)
+        except MissingError as exc:
+            raise MissingError(f"Ray node {node}: {exc}") from None
+        return {"pid": os.getpid(), "node": node, "gpus": ray.get_gpu_ids()}
 
     def run(self, fn: Callable[..., Any], args: tuple) -> tuple[Any, float, float]:
         started = time.time()
@@ -77,9 +85,6 @@ class Worker:
     def release(self, roles: tuple[str, ...]) -> None:
         self.models.release(*roles)  # type: ignore[arg-type]
 
-    def close(self) -> None:
-        self.models.close()
-
 
 class RayPool:
     """The workers of one run: connected and started on the first `map`, one per GPU of the cluster."""
@@ -87,7 +92,7 @@ class RayPool:
     def __init__(self, config: Config, logs: Path):
         self.config, self.logs = config, logs
         self._workers: dict[int, Any] = {}  # worker number -> actor handle (dead ones are dropped)
-        self._started_ray = False
+        self._connected = False  # this pool called ray.init (a caller's own Ray session is left as it was)
 
     def map(self, fn: Callable[..., R], calls: Sequence[tuple]) -> Iterator[R]:
         """`fn(models, *call)` for each call, on the workers; the results in the order of `calls`."""
@@ -151,8 +156,9 @@ class RayPool:
         for worker in self._workers.values():
             ray.kill(worker)
         self._workers = {}
-        if ray.is_initialized():
+        if self._connected:
             ray.shutdown()  # a Ray instance started for this run stops with it; a joined cluster keeps running
+            self._connected = False
 
     def _start(self) -> None:
         import ray
@@ -165,18 +171,21 @@ class RayPool:
                          log_to_driver=False)
             else:
                 ray.init(address=cluster.address, logging_level="WARNING", log_to_driver=False)
+            self._connected = True
         gpus = int(ray.cluster_resources().get("GPU", 0))
         if gpus == 0:
-            raise MissingError(f"the Ray cluster at {cluster.address} offers no GPU; start its nodes with "
-                               "`ray start --num-gpus N` (logical GPUs work for the tiny profile)")
+            raise MissingError(f"the Ray cluster (cluster.address {cluster.address}) offers no GPU; start its nodes "
+                               "with `ray start --num-gpus N` (logical GPUs work for the tiny profile)")
         actor = ray.remote(num_gpus=1, num_cpus=0, max_restarts=0)(Worker)
         # The weights root as this machine resolves it ($ANIMAGENT_WEIGHTS, ./weights): a worker's own environment
         # and working folder are not the driver's. Every node holds the weights at that path.
         config = self.config.model_copy(update={"weights": self.config.weights.model_copy(
             update={"root": str(self.config.weights_root())})})
-        workers = [actor.remote(config.model_dump_json(), str(self.logs)) for _ in range(gpus)]
-        places = ray.get([w.where.remote() for w in workers])
-        self._workers = dict(enumerate(workers))
+        self._workers = {n: actor.remote(config.model_dump_json(), str(self.logs)) for n in range(gpus)}
+        try:
+            places = ray.get([w.where.remote() for w in self._workers.values()])
+        except ray.exceptions.RayTaskError as exc:  # a node without the weights, named
+            raise exc.cause from None
         for n, place in enumerate(places):
             self._event("worker", worker=n, **place)
         log.info("Ray: %d workers in %.1f s", gpus, time.perf_counter() - started)

@@ -55,7 +55,8 @@ def test_gpus_with_a_joined_cluster_is_bad_config(tmp_path):
 
 def test_local_kind_maps_in_order_lazily_and_never_imports_ray():
     probe = (
-        "import sys; from pathlib import Path; from animagent.config import Config; from animagent.models import Models\n"
+        "import sys; from pathlib import Path\n"
+        "from animagent.config import Config; from animagent.models import Models\n"
         "seen = []\n"
         "def task(models, x):\n"
         "    seen.append(x); return (x * 2, models.config.cluster.kind)\n"

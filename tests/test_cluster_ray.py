@@ -5,6 +5,7 @@ and a killed driver resumes, both to the same bytes. Skipped where Ray is not in
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -15,10 +16,12 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("ray", reason="Ray is not installed: pip install 'animagent[ray]' to run the cluster tests")
+from animagent.runfolder import RunFolder
+from animagent.runs import make_film
 
-from animagent.runfolder import RunFolder  # noqa: E402
-from animagent.runs import make_film  # noqa: E402
+# Found, not imported: the drivers and workers are subprocesses, and this one stays free of Ray's state.
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("ray") is None,
+                                reason="Ray is not installed: pip install 'animagent[ray]' to run the cluster tests")
 
 SCRIPT = "tests/data/two_shots.json"
 # A head of its own, started and stopped by this module: a driver that keeps the cluster up until stdin closes.

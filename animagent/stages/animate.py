@@ -9,7 +9,8 @@ while the animator renders):
   2. `render` (animator, step `animate/<shot>`): one clip per seed, seeds from (run seed, shot, candidate, take),
      as long as the shot (its length fitted to its speech when there is a `Narration`, else the script's);
      each clip is encoded on one worker thread while the next renders, and the step is recorded once all are
-     written.
+     written. Each candidate's render is a task (`render_clip`, Models.map): with cluster.kind ray every shot's
+     candidates go to the GPU workers at once, and come back in film order.
   3. `choose_clips` (CLIP, DINOv2, director, step `choose/<shot>`): each candidate is scored with scoring.py's
      formulas — VBench subject consistency on DINOv2 frame features and background consistency on CLIP frame
      features, motion magnitude, and the largest frame-change z-score (a spike above scoring.SPIKE_Z is a
@@ -17,6 +18,7 @@ while the animator renders):
      the two consistencies), best first; the director sees `animator.frames_shown` frames of each of the top-k
      (task `clip_pick`) and picks one; a candidate a person picked on the review page (picks.json, in the step
      key) is used instead. The choice and every score go to `clips/<shot>/review.json` (ClipReview).
+     Each candidate's scores are a task too (`score_candidate`).
 Clips are stored at the animator's own frame count and fps; assembly retimes them to each shot's duration.
 This module owns these steps and the ranking rule; the animators render, the encoders embed (from the context).
 """

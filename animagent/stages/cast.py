@@ -1,7 +1,8 @@
 """Stage 2, cast: a reference sheet per character (full body, plain background) and per setting (no people).
 
 Sheets are what the draw stage hands to IP-Adapter, so every character looks the same in every shot. Two
-passes, stage-major: the painter draws `cast.candidates` images per item in one batch (step `cast/<kind>/<id>`),
+passes, stage-major: the painter draws `cast.candidates` images per item in one batch (step `cast/<kind>/<id>`; a
+task each, `sketch`, which Models.map may hand to the cluster's GPU workers),
 then the director picks one of each item's candidates by index (step `pick/<kind>/<id>`; with one candidate
 there is nothing to ask). A character whose name matches a cast library entry (castlib.py) is not drawn: the
 entry's images are copied into the run in its `cast/characters/<id>` step, the first one as the sheet.
