@@ -24,7 +24,7 @@ from animagent.errors import InputError
 
 # the review and the clip choice also embed (CLIP, DINOv2) and segment (SAM)
 PIPELINE = ("qwen2_5_vl_7b", "sdxl_base", "sdxl_vae_fp16_fix", "ip_adapter_sdxl_vit_h", "svd_xt", "clip_vit_l",
-            "sam_vit_h", "dinov2_base")
+            "sam_vit_h", "dinov2_base", "kokoro_82m")
 
 
 def _shot(index, setting, characters, perspective="Medium shot, eye level", key="Characters Appearing"):

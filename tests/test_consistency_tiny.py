@@ -157,5 +157,6 @@ def test_a_finished_run_loads_no_model_and_memory_is_read_only_when_needed(force
     studio = Studio(open_run(run.root), run.root)
     script = studio.plan()
     keyframes = studio.draw(script, studio.cast(script))
-    clips = studio.choose(script, studio.render(script, keyframes, studio.motion(script, keyframes)))
+    script, narration = studio.speak(script)  # voices cast and every shot spoken: nothing is asked or said again
+    clips = studio.choose(script, studio.render(script, keyframes, studio.motion(script, keyframes), narration))
     assert [c.video for c in clips] == [f"clips/{s.id}.mp4" for s in SCRIPT.shots()]

@@ -40,7 +40,7 @@ from tests.fakes import context
 
 REPO = Path(__file__).resolve().parents[1]
 STORY = REPO / "examples" / "stories" / "lantern.txt"
-PIPELINE = ("qwen2_5_vl_7b", "sdxl_base", "sdxl_vae_fp16_fix", "ip_adapter_sdxl_vit_h", "svd_xt")
+PIPELINE = ("qwen2_5_vl_7b", "sdxl_base", "sdxl_vae_fp16_fix", "ip_adapter_sdxl_vit_h", "svd_xt", "kokoro_82m")
 EVAL = ("clip_vit_l", "dinov2_base", "sam_vit_h")
 
 
