@@ -238,8 +238,9 @@ class GpuConfig(_Section):
     )
     compile_director: bool = Field(
         False,
-        description="the transformers director decodes with a static KV cache and a compiled, CUDA-graphed decode "
-        "step, its grammar mask filled while the GPU works; same replies as eager (needs a CUDA GPU with triton)",
+        description="the transformers director decodes with one static KV cache and a compiled, CUDA-graphed decode "
+        "step, its grammar mask filled while the GPU works; measured slower than eager so far (34.7 vs 46.4 tokens/s "
+        "on an H200, 32 s of compiling once; docs/benchmarks.md section 11), hence off (needs a CUDA GPU with triton)",
     )
 
 

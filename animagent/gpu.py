@@ -43,15 +43,19 @@ def device(config: Config) -> str:
 
 
 def check_compile(config: Config) -> None:
-    """Fail before minutes of work when `gpu.compile_animator` is on and torch cannot compile for a GPU here."""
-    if not (config.gpu.compile_animator and config.animator.kind == "svd"):
+    """Fail before minutes of work when `gpu.compile_animator` or `gpu.compile_director` is on and torch cannot
+    compile for a GPU here."""
+    wanted = [name for name, on in (("compile_animator", config.gpu.compile_animator and config.animator.kind == "svd"),
+                                    ("compile_director", config.gpu.compile_director
+                                     and config.director.kind == "transformers")) if on]
+    if not wanted:
         return
     from torch.utils._triton import has_triton
 
     if not has_triton():
         raise MissingError(
-            "gpu.compile_animator needs a CUDA GPU and triton, which this torch does not have; "
-            "use --set gpu.compile_animator=false"
+            f"{' and '.join('gpu.' + name for name in wanted)} {'needs' if len(wanted) == 1 else 'need'} a CUDA GPU "
+            f"and triton, which this torch does not have; use {' '.join(f'--set gpu.{name}=false' for name in wanted)}"
         )
 
 

@@ -9,12 +9,15 @@ memory are real, pictures are noise). Phases (`--phases` picks some, run in the 
              every painter/animator call is timed, which gives the keyframe and clip figures
   naive      the same work written by hand: plain diffusers pipelines, default settings, fp16 eager, loaded
              per shot; then the ratio of the two
-  director   TransformersDirector.ask with an image and a schema: time to first token, decode tokens/s
+  director   TransformersDirector.ask eager and with gpu.compile_director: style calls (an image and a schema)
+             and verdict calls (three images, the verdict schema), time to first token, decode tokens/s, median
+             and spread over 12 calls each, and whether the two give the same replies
   lowvram    the lowvram profile on the same script: peak GPU memory per stage
   levers     the backends' own pipelines as shipped (one keyframe, a batch of candidates, one clip), then
              levers applied from outside, cumulatively: diffusers' IP-Adapter processor vs the painter's region
              processor (shipped), regional torch.compile; a keyframe and a clip with them (compile time apart)
   fast       the opt-in fast profile (fewer steps and candidates: not the default's quality) on the same script
+  attention  SVD-XT's spatial and temporal self-attention at the film's shapes under each SDPA backend alone
 
 GPU time is the union of the kernels' busy intervals from CUPTI (torch.profiler, CUDA activity only); time
 outside model kernels = stage wall - model loading - kernel time. Writes <out>/summary.json after every phase
@@ -56,7 +59,7 @@ from animagent.weights import model_dir
 
 log = logging.getLogger("bench")
 
-PHASES = ("reference", "pipeline", "naive", "director", "lowvram", "levers", "fast")
+PHASES = ("reference", "pipeline", "naive", "director", "lowvram", "levers", "fast", "attention")
 GB = 1e9
 FIELD = 96  # characters of director free text with random weights (see Bench.config)
 CALLS = ("sketch", "draw", "repair", "animate", "director")  # the backend calls timed one by one
@@ -250,6 +253,7 @@ class Bench:
     tiny: bool
     recorder: Recorder
     summary: dict[str, Any]
+    director_variants: list[str]
 
     def config(self, profile: str, *overrides: str) -> Config:
         # A random-weight director writes a free-text field until its bound (the default, 2000 characters, is
@@ -539,16 +543,37 @@ def phase_naive(b: Bench) -> dict[str, Any]:
     }
 
 
-def phase_director(b: Bench) -> dict[str, Any]:
-    """One warm-up and three timed `ask` calls (style task: image + schema), one attempt each."""
-    from animagent.errors import DirectorOutputError
-    from animagent.models import build
-    from animagent.tasks import StyleDecision
+DIRECTOR_CALLS = 12  # timed calls of each kind per variant: host-bound figures are medians over >= 10 (issue 16)
 
-    config = b.config("default", "director.max_attempts=1")
+
+def phase_director(b: Bench) -> dict[str, Any]:
+    """`TransformersDirector.ask` eager and with `gpu.compile_director`, one after the other in this process: per
+    variant one untimed call of each kind (the compiled variant's first call compiles; its time is kept apart), then
+    DIRECTOR_CALLS style calls (one image + schema) and DIRECTOR_CALLS verdict calls (keyframe + two sheets + the
+    verdict schema, as the review asks), seeds 0..N-1; per call TTFT, decode tokens/s and wall; median and spread;
+    and how many replies the two variants share seed for seed."""
+    result: dict[str, Any] = {"calls_per_kind": DIRECTOR_CALLS}
+    replies: dict[str, dict[str, list[str]]] = {}
+    for variant in b.director_variants:
+        result[variant], replies[variant] = director_variant(b, variant == "compiled")
+    if len(replies) == 2:
+        result["same_replies"] = {
+            kind: sum(a == c for a, c in zip(replies["eager"][kind], replies["compiled"][kind]))
+            for kind in replies["eager"]
+        }
+    return result
+
+
+def director_variant(b: Bench, compiled: bool) -> tuple[dict[str, Any], dict[str, list[str]]]:
+    from animagent.backends.director_transformers import TransformersDirector
+    from animagent.errors import DirectorOutputError
+    from animagent.tasks import StyleDecision, verdict_output
+
+    config = b.config("default", "director.max_attempts=1", f"gpu.compile_director={str(compiled).lower()}")
     reset_peak()
     mark = b.recorder.mark()
-    director = build("director", config, b.out)
+    # Not models.build: it checks every model of the profile, and this phase's machine may hold the director alone.
+    director = TransformersDirector(config, b.out / "logs" / "director.jsonl")
     load_s = b.recorder.load_seconds(mark)
     clock = TokenClock()
     generate = director.model.generate
@@ -558,35 +583,137 @@ def phase_director(b: Bench) -> dict[str, Any]:
         return generate(*args, streamer=clock, **kwargs)
 
     director.model.generate = timed_generate
-    params = sum(p.numel() for p in director.model.parameters())
-    image = keyframe_image(b, (1024, 1024))
-    runs = []
+    shot = b.script.shots()[0]
+    ids = [p.character for p in shot.characters]
+    keyframe = director.sent_image(keyframe_image(b, (1024, 1024)))
+    grounding = director.grounding(keyframe.size)
+    verdict_vars = {"description": shot.description, "coordinates": grounding.words,
+                    "references": "\n".join(f"- {cid}: image {n + 2}" for n, cid in enumerate(ids))}
+    calls = {
+        "style": lambda seed: director.ask("style", {"story": b.script.story}, StyleDecision, images=[keyframe],
+                                           seed=seed),
+        "verdict": lambda seed: director.ask("verdict", verdict_vars, verdict_output(ids, *grounding.frame),
+                                             images=[keyframe, *(keyframe.rotate(90 * (n + 1)) for n in range(2))],
+                                             seed=seed),
+    }
+
+    def one(kind: str, seed: int) -> tuple[dict[str, Any], str]:
+        began = time.perf_counter()
+        ok, reply = True, ""
+        try:
+            reply = calls[kind](seed).model_dump_json()
+        except DirectorOutputError:
+            ok = False
+        seconds = time.perf_counter() - began
+        times, new = clock.times, len(clock.times) - 1
+        run = {"seconds": round(seconds, 3), "ok": ok, "prompt_tokens": clock.prompt_tokens, "new_tokens": new,
+               "ttft_s": round(times[1] - times[0], 4) if new >= 1 else None,
+               "decode_tok_s": round((new - 1) / (times[-1] - times[1]), 1) if new >= 2 else None}
+        return run, reply
+
+    result: dict[str, Any] = {"load_s": round(load_s, 2), "first_call_s": {}}
+    replies: dict[str, list[str]] = {}
     try:
-        for attempt in range(4):
-            began = time.perf_counter()
-            ok = True
-            try:
-                director.ask("style", {"story": b.script.story}, StyleDecision, images=[image], seed=attempt)
-            except DirectorOutputError:
-                ok = False
-            seconds = time.perf_counter() - began
-            times, new = clock.times, len(clock.times) - 1
-            runs.append({
-                "seconds": round(seconds, 3), "ok": ok, "prompt_tokens": clock.prompt_tokens, "new_tokens": new,
-                "ttft_s": round(times[1] - times[0], 3) if new >= 1 else None,
-                "decode_tok_s": round((new - 1) / (times[-1] - times[1]), 1) if new >= 2 else None,
-            })
-            log.info("director run %d: %s", attempt, runs[-1])
+        for kind in calls:
+            result["first_call_s"][kind] = one(kind, 1000)[0]["seconds"]  # compiles, for the compiled variant
+        for kind in calls:
+            runs = [one(kind, seed) for seed in range(DIRECTOR_CALLS)]
+            replies[kind] = [reply for _, reply in runs]
+            timed = [run for run, _ in runs]
+            result[kind] = {"runs": timed, **{
+                name: spread([r[name] for r in timed if r[name] is not None])
+                for name in ("decode_tok_s", "ttft_s", "seconds", "new_tokens")}}
+            log.info("director %s %s: %s", "compiled" if compiled else "eager", kind,
+                     {k: v for k, v in result[kind].items() if k != "runs"})
+        if torch.cuda.is_available():
+            result["profile_style_call"] = profile_kernels(lambda: one("style", 0))
+            log.info("director %s kernels of one style call: %s", "compiled" if compiled else "eager",
+                     result["profile_style_call"])
     finally:
         director.close()
-    timed = runs[1:]
-    rates = [r["decode_tok_s"] for r in timed if r["decode_tok_s"]]
-    return {
-        "load_s": round(load_s, 2), "runs": runs, "params": params,
-        "median_decode_tok_s": statistics.median(rates) if rates else None,
-        "median_ttft_s": statistics.median(r["ttft_s"] for r in timed if r["ttft_s"] is not None),
-        "median_call_s": statistics.median(r["seconds"] for r in timed), **peak(),
-    }
+    result.update(peak())
+    return result, replies
+
+
+def profile_kernels(fn: Callable[[], object], top: int = 12) -> dict[str, Any]:
+    """One call under the CUDA profiler: wall, the kernels' summed time, and the kernels taking the most."""
+    from torch.profiler import ProfilerActivity, profile
+
+    sync()
+    began = time.perf_counter()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        fn()
+        sync()
+    seconds = time.perf_counter() - began  # includes the profiler's own overhead
+    events = sorted(prof.key_averages(), key=lambda e: e.device_time_total, reverse=True)
+    kernels = [e for e in events if e.device_type == torch.autograd.DeviceType.CUDA]
+    return {"wall_s": round(seconds, 3), "kernel_ms": round(sum(e.device_time_total for e in kernels) / 1e3, 2),
+            "top": [{"name": e.key[:120], "count": e.count, "ms": round(e.device_time_total / 1e3, 2)}
+                    for e in events[:top]]}
+
+
+def spread(values: list[float]) -> dict[str, float] | None:
+    """Median, quartiles, min and max of host-bound figures (issue 16: median and spread over >= 10 calls)."""
+    if not values:
+        return None
+    q1, _, q3 = statistics.quantiles(values, n=4) if len(values) > 1 else (values[0],) * 3
+    return {"n": len(values), "median": round(statistics.median(values), 4), "q1": round(q1, 4),
+            "q3": round(q3, 4), "min": min(values), "max": max(values)}
+
+
+def phase_attention(b: Bench) -> dict[str, Any]:
+    """SVD-XT's spatial and temporal self-attention at the film's shapes (25 frames, 1024×576, CFG batch 2, fp16,
+    head dim 64) under each SDPA backend alone: milliseconds per call (CUDA events, median of 20 after 3 warm-ups),
+    and per UNet step (calls per step × time). The UNet's transformer blocks: 5 per level at levels 1-3 (2 down,
+    3 up), 1 in the mid block; each has one spatial and one temporal self-attention (the cross-attentions see one
+    image token)."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    frames, batch = 25, 2 * 25
+    levels = [  # (tokens per frame, heads, transformer blocks)
+        (72 * 128, 5, 5), (36 * 64, 10, 5), (18 * 32, 20, 5), (9 * 16, 20, 1),
+    ]
+    if b.tiny:
+        frames, batch, levels = 4, 8, [(16 * 16, 2, 1)]
+    backends = {"flash": SDPBackend.FLASH_ATTENTION, "efficient": SDPBackend.EFFICIENT_ATTENTION,
+                "cudnn": SDPBackend.CUDNN_ATTENTION, "math": SDPBackend.MATH}
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    dtype = torch.float16 if device == "cuda" else torch.float32
+    shapes = []
+    for tokens, heads, blocks in levels:
+        shapes.append(("spatial", tokens, (batch, heads, tokens, 64), blocks))
+        shapes.append(("temporal", tokens, (2 * tokens, heads, frames, 64), blocks))
+    result: dict[str, Any] = {"shapes": [], "per_step_ms": {}}
+    per_step = {name: 0.0 for name in ["default", *backends]}
+    with torch.no_grad():
+        for kind, tokens, shape, blocks in shapes:
+            q, k, v = (torch.randn(shape, device=device, dtype=dtype) for _ in range(3))
+            row: dict[str, Any] = {"kind": kind, "tokens_per_frame": tokens, "shape": list(shape), "blocks": blocks}
+            attend = functools.partial(torch.nn.functional.scaled_dot_product_attention, q, k, v)
+            reference = attend()
+            row["default"] = time_gpu(attend, 20, 3)
+            per_step["default"] += blocks * row["default"]
+            for name, backend in backends.items():
+                if name == "math" and shape[0] * shape[1] * shape[2] ** 2 > 4e9:
+                    row[name] = None  # the math backend materialises the scores: tens of GB here
+                    per_step[name] = None
+                    continue
+                try:
+                    with sdpa_kernel([backend]):
+                        out = attend()
+                        row[name] = time_gpu(attend, 20, 3)
+                    row[f"{name}_max_abs_diff"] = float((out - reference).abs().max())
+                    if per_step[name] is not None:
+                        per_step[name] += blocks * row[name]
+                except RuntimeError as exc:  # the backend does not take this shape on this GPU
+                    row[name] = f"unavailable: {str(exc)[:200]}"
+                    per_step[name] = None
+            log.info("attention %s", row)
+            result["shapes"].append(row)
+    # per UNet step with CFG: the batch above already holds both halves
+    result["per_step_ms"] = {name: round(ms, 2) if ms is not None else None for name, ms in per_step.items()}
+    result["sdpa_backends"] = sdpa_backends()
+    return result
 
 
 class TokenClock:
@@ -836,6 +963,8 @@ def main() -> None:
     parser.add_argument("--script", type=Path, default=Path(__file__).with_name("bench_script.json"))
     parser.add_argument("--phases", default=",".join(PHASES), help=f"comma-separated, from: {', '.join(PHASES)}")
     parser.add_argument("--tiny", action="store_true", help="tiny models: check the code paths, not the speed")
+    parser.add_argument("--director-variants", default="eager,compiled",
+                        help="the director phase's variants, from: eager, compiled (gpu.compile_director)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s",
@@ -857,7 +986,8 @@ def main() -> None:
     recorder = Recorder()
     instrument(recorder)
     bench = Bench(root=root, out=args.out.resolve(), script=Script.model_validate_json(args.script.read_text()),
-                  tiny=args.tiny, recorder=recorder, summary={})
+                  tiny=args.tiny, recorder=recorder, summary={},
+                  director_variants=[v for v in args.director_variants.split(",") if v])
     default = bench.config("default")
     bench.summary.update(
         environment=environment(), tiny=args.tiny, script=str(args.script), shots=len(bench.script.shots()),
@@ -870,7 +1000,8 @@ def main() -> None:
         phase_seconds={},
     )
     runners = {"reference": phase_reference, "pipeline": phase_pipeline, "naive": phase_naive,
-               "director": phase_director, "lowvram": phase_lowvram, "levers": phase_levers, "fast": phase_fast}
+               "director": phase_director, "lowvram": phase_lowvram, "levers": phase_levers, "fast": phase_fast,
+               "attention": phase_attention}
     for phase in phases:  # in the order given
         log.info("phase %s", phase)
         began = time.perf_counter()

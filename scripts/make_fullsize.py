@@ -18,7 +18,7 @@ added tokens keep their real ids (151643...) and the verbatim config's image-tok
 pinned sha256 values cannot match random weights: loaders that verify them must skip that check
 (scripts/bench_gpu.py does, and logs it).
 
-Usage: python scripts/make_fullsize.py --root WEIGHTS_ROOT --configs path/to/model-configs
+Usage: python scripts/make_fullsize.py --root WEIGHTS_ROOT --configs path/to/model-configs [--models qwen2_5_vl_7b]
 Prints a JSON summary (seconds per model) and writes it to <root>/real/fullsize.json.
 """
 
@@ -428,14 +428,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--root", type=Path, required=True, help="weights root; models go to <root>/real/")
     parser.add_argument("--configs", type=Path, required=True, help="the captured model-configs folder")
+    parser.add_argument("--models", default=",".join(BUILT), help=f"comma-separated, from: {', '.join(BUILT)}")
     args = parser.parse_args()
+    models = [name for name in args.models.split(",") if name]
+    unknown = set(models) - set(BUILT)
+    if unknown:
+        raise SystemExit(f"unknown models {sorted(unknown)}; choose from {BUILT}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     torch.manual_seed(0)
     seconds: dict[str, float] = {}
     started = time.perf_counter()
-    for name in BUILT:
+    for name in models:
         folder = model_dir(args.root, name, "real")
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
@@ -448,7 +453,7 @@ def main() -> None:
         if bad:
             raise SystemExit(f"{name}: files missing or of the wrong size after the build: {bad}")
         log.info("%s: %.1f s", name, seconds[name])
-    total_bytes = sum(p.stat().st_size for name in BUILT for p in model_dir(args.root, name, "real").rglob("*")
+    total_bytes = sum(p.stat().st_size for name in models for p in model_dir(args.root, name, "real").rglob("*")
                       if p.is_file())
     summary = {
         "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",

@@ -2,9 +2,11 @@
 
 This module owns loading the director model, tokenizer and image processor from the registry folder, turning
 director messages into the model's chat input (images as image parts; Qwen-VL's `<|image_pad|>` expanded per
-image by its patch grid, LLaVA-OneVision's `<image>` by its packed anyres features), compiling and caching one grammar per schema, one seeded `generate()` per completion, and parking the
-model in CPU memory while the painter has the GPU (`gpu.one_heavy_model`). It uses
-the tokenizer + image processor route rather than `AutoProcessor`, which needs torchvision for Qwen2.5-VL's
+image by its patch grid, LLaVA-OneVision's `<image>` by its packed anyres features), compiling and caching one
+grammar per schema, one seeded `generate()` per completion, the compiled decode (`gpu.compile_director`: one static
+KV cache kept across calls, transformers compiles the decode step with CUDA graphs, the grammar mask filled while
+the GPU runs the step), and parking the model in CPU memory while the painter has the GPU (`gpu.one_heavy_model`).
+It uses the tokenizer + image processor route rather than `AutoProcessor`, which needs torchvision for Qwen2.5-VL's
 video processor (feasibility §5, workaround a); the same code runs on CPU (tiny) and GPU (real).
 The retry loop, prompts, schema bounds and the raw-reply log are the base class's (`director.py`).
 """
@@ -21,11 +23,19 @@ import torch
 import xgrammar as xgr
 import xgrammar.contrib.hf
 from torch.nn.attention import SDPBackend, sdpa_kernel
-from transformers import AutoImageProcessor, AutoModelForImageTextToText, AutoTokenizer
+from transformers import (
+    AutoImageProcessor,
+    AutoModelForImageTextToText,
+    AutoTokenizer,
+    LogitsProcessor,
+    StaticCache,
+    StoppingCriteria,
+)
+from transformers.generation.utils import ALL_CACHE_NAMES
 
 from animagent import gpu
-from animagent.backends.director import Director, Message, Reply
-from animagent.config import Config
+from animagent.backends.director import CELL, Director, Message, Reply
+from animagent.config import MAX_DIRECTOR_IMAGES, Config
 from animagent.weights import model_dir
 
 log = logging.getLogger(__name__)
@@ -35,6 +45,13 @@ LLAVA_IMAGE = "<image>"
 # Not cuDNN attention: it builds a graph for every new sequence length (about 17 ms of CPU each, H200, torch 2.11),
 # and decoding meets a new length at every step: a first 280-token reply took 10.4 s with it, 1.9 s without.
 ATTENTION = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
+# The static cache's length is a multiple of this, first sized for the longest question the config allows (every
+# image at director.max_pixels, PROMPT_TEXT_TOKENS of text, max_new_tokens): one compile per process (32 s, H200). A
+# cache sized to each call instead recompiled when it grew, and that second compile outlasted 75 s (H200, torch 2.11).
+CACHE_STEP = 4096
+PROMPT_TEXT_TOKENS = 4096
+# generate's name for a cache it is given: `past_key_values` up to transformers 5.24, `cache` from 5.25 on.
+CACHE_ARG = ALL_CACHE_NAMES[0]
 
 
 class TransformersDirector(Director):
@@ -46,6 +63,8 @@ class TransformersDirector(Director):
         started = time.perf_counter()
         self._device = gpu.device(config)
         self._parked = False
+        self.compiled = config.gpu.compile_director
+        self._cache: StaticCache | None = None
         self.model = AutoModelForImageTextToText.from_pretrained(
             folder, dtype=gpu.dtype(config), device_map=self._device
         )
@@ -96,13 +115,19 @@ class TransformersDirector(Director):
             {"do_sample": True, "temperature": self.config.temperature}
             if self.config.temperature > 0 else {"do_sample": False, "temperature": None}
         )
+        grammar = self.grammars[key]
+        if self.compiled:
+            mask = GrammarMask(grammar, self.model.device)
+            decoding: dict[str, Any] = {
+                "logits_processor": [mask], "stopping_criteria": [GrammarAccept(mask.matcher)],
+                CACHE_ARG: self._static_cache(inputs["input_ids"].shape[1] + self.config.max_new_tokens),
+            }
+        else:
+            decoding = {"logits_processor": [xgr.contrib.hf.LogitsProcessor(grammar)]}
         torch.manual_seed(seed)
         with torch.inference_mode(), sdpa_kernel(ATTENTION):
             output = self.model.generate(
-                **inputs,
-                max_new_tokens=self.config.max_new_tokens,
-                logits_processor=[xgr.contrib.hf.LogitsProcessor(self.grammars[key])],
-                **sampling,
+                **inputs, max_new_tokens=self.config.max_new_tokens, **decoding, **sampling
             )
         new = output[0, inputs["input_ids"].shape[1]:].tolist()
         finish = "stop" if new and new[-1] in self.stop_ids else "length"
@@ -110,6 +135,18 @@ class TransformersDirector(Director):
         log.debug("director: %d prompt tokens, %d new tokens (%s) in %.2f s", inputs["input_ids"].shape[1],
                   len(new), finish, seconds)
         return Reply(self.tokenizer.decode(new, skip_special_tokens=True), finish)
+
+    def _static_cache(self, length: int) -> StaticCache:
+        """One KV cache of fixed shape kept across calls: transformers compiles the decode step (on CUDA) once for
+        it, and its CUDA graphs replay on the same buffers. A longer call than it holds replaces it."""
+        if self._cache is not None and length <= self._cache_len:
+            with torch.inference_mode():  # its tensors were made under inference mode, by generate
+                self._cache.reset()
+            return self._cache
+        longest = MAX_DIRECTOR_IMAGES * self.config.max_pixels // CELL**2 + PROMPT_TEXT_TOKENS + self.config.max_new_tokens
+        self._cache_len = -(-max(length, longest) // CACHE_STEP) * CACHE_STEP
+        self._cache = StaticCache(config=self.model.config.get_text_config(decoder=True), max_cache_len=self._cache_len)
+        return self._cache
 
     def _qwen_vision(self, text: str, images: list) -> tuple[str, dict[str, torch.Tensor]]:
         """Qwen-VL: each image's `<|image_pad|>` repeated once per merged patch of its grid."""
@@ -147,6 +184,7 @@ class TransformersDirector(Director):
         if self._parked:
             return
         started = time.perf_counter()
+        self._cache = None
         self.model.to("cpu")
         gpu.free_memory()
         self._parked = True
@@ -163,4 +201,39 @@ class TransformersDirector(Director):
 
     def close(self) -> None:
         del self.model
+        self._cache = None
         gpu.free_memory()
+
+
+class GrammarMask(LogitsProcessor):
+    """xgrammar's mask for the next token, filled on the host while the device runs the step's forward (generate
+    calls this after queueing it) and applied on the logits' device; it never waits for the device. The sampled
+    token reaches the matcher through `GrammarAccept`, which generate calls right after sampling, where its own stop
+    check waits for the device anyway. (xgrammar.contrib.hf reads the token here instead, which waits for the
+    forward, and copies the mask from pageable memory.)"""
+
+    def __init__(self, grammar: xgr.CompiledGrammar, device: torch.device):
+        self.matcher = xgr.GrammarMatcher(grammar)
+        host = xgr.allocate_token_bitmask(1, grammar.tokenizer_info.vocab_size)
+        # Pinned, so the copy below is asynchronous; the next fill comes after generate's next stop check, by
+        # which time the copy is done.
+        self.host = host.pin_memory() if device.type == "cuda" else host
+        self.mask = torch.empty_like(self.host, device=device)
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if not self.matcher.is_terminated():
+            self.matcher.fill_next_token_bitmask(self.host)
+        self.mask.copy_(self.host, non_blocking=True)
+        xgr.apply_token_bitmask_inplace(scores, self.mask)
+        return scores
+
+
+class GrammarAccept(StoppingCriteria):
+    """Feeds each sampled token to the grammar's matcher; never stops generation itself (the stop token does)."""
+
+    def __init__(self, matcher: xgr.GrammarMatcher):
+        self.matcher = matcher
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any) -> torch.BoolTensor:
+        self.matcher.accept_token(int(input_ids[0, -1]))
+        return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
