@@ -104,13 +104,26 @@ def test_the_cache_is_kept_across_calls_and_grows_for_a_longer_one(tiny_model, t
 
 
 def test_compile_director_is_refused_without_a_gpu_compiler(tiny_model):
-    from animagent import gpu
-
-    pytest.importorskip("torch")
     from torch.utils._triton import has_triton
+
+    from animagent import gpu
 
     if has_triton():
         pytest.skip("this machine can compile for a GPU")
     with pytest.raises(MissingError, match="gpu.compile_director=false"):
         gpu.check_compile(_config(tiny_model.root, True, 0.7))
     gpu.check_compile(_config(tiny_model.root, False, 0.7))  # off: nothing to check
+
+
+def test_doctor_names_the_compiler_compile_director_needs(tiny_all):
+    from torch.utils._triton import has_triton
+    from typer.testing import CliRunner
+
+    from animagent.cli import app
+
+    if has_triton():
+        pytest.skip("this machine can compile for a GPU")
+    args = ["doctor", "--profile", "tiny", "--dir", str(tiny_all)]
+    assert CliRunner().invoke(app, args).exit_code == 0  # tiny: every file present, nothing to compile
+    result = CliRunner().invoke(app, [*args, "--set", "gpu.compile_director=true"])
+    assert result.exit_code == 4 and "--set gpu.compile_director=false" in result.output.replace("\n", " ")
