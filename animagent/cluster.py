@@ -146,9 +146,14 @@ class RayPool:
     def release(self, *roles: Role) -> None:
         """Free `roles` on every worker (the recipe's release schedule, as in the driver)."""
         import ray
+        from ray.exceptions import RayActorError
 
-        if self._workers:
-            ray.get([w.release.remote(roles) for w in self._workers.values()])
+        for n, worker in list(self._workers.items()):
+            try:
+                ray.get(worker.release.remote(roles))
+            except RayActorError:  # died between two passes: nothing of it to free, and no task for it
+                log.warning("Ray worker %d died; the next tasks go to the other workers", n)
+                del self._workers[n]
 
     def close(self) -> None:
         import ray

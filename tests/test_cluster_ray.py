@@ -121,17 +121,33 @@ def test_a_killed_worker_s_renders_go_to_the_other_and_nothing_is_recorded_twice
     assert len(steps) == len(set(steps)) and {"animate/s01_k1", "animate/s01_k2"} <= set(steps)
 
 
-def test_the_driver_killed_during_animate_resumes_to_the_same_film(golden, tiny_all, address, tmp_path):
+def test_the_driver_killed_during_animate_resumes_to_the_same_film(golden, tiny_all, tmp_path):
+    """With address auto: the driver starts a Ray of its own (2 logical GPUs), which dies with it; the resumed run
+    (config.yaml says auto) starts another."""
     out = tmp_path / "ray"
-    proc = subprocess.Popen(_argv(out, tiny_all, address), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=ENV)
+    argv = [*_argv(out, tiny_all, "auto"), "--set", "cluster.gpus=2"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
     _wait_for_animate(proc, out)
     proc.kill()
     proc.communicate(timeout=60)
     assert "assemble" not in RunFolder(out).manifest.steps
+    first = {w["pid"] for w in _events(out, "worker")}
+    deadline = time.monotonic() + 30
+    while any(_alive(pid) for pid in first):  # the driver's Ray, its workers included, went with it
+        assert time.monotonic() < deadline, f"workers {first} outlived their driver"
+        time.sleep(0.2)
 
     resumed = subprocess.run([sys.executable, "-m", "animagent.cli", "resume", str(out)], capture_output=True,
                              text=True, env=ENV, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-800:]
     assert _outputs(out) == _outputs(golden)
     assert RunFolder(out).stray_temp_files() == [] and not (out / ".lock").exists()
+    assert len({w["pid"] for w in _events(out, "worker")} - first) == 2  # the resumed run's own workers
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
