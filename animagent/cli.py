@@ -547,7 +547,15 @@ def doctor(profile: str = ProfileOpt, dir_: Optional[Path] = DirOpt, set_: list[
             out.print(f"  [red]missing[/red]  triton   {exc}")
         if cfg.director.kind == "vllm" and importlib.util.find_spec("vllm") is None:
             problems += 1
-            out.print("  [red]missing[/red]  vllm  fix: pip install 'animagent[vllm]'")
+            out.print("  [red]missing[/red]  vllm  fix: pip install 'animagent\\[vllm]'")
+        if cfg.cluster.kind == "ray":  # this machine only: each node of a cluster runs its own doctor
+            from animagent import cluster
+
+            try:
+                cluster.check(cfg)
+            except MissingError as exc:
+                problems += 1
+                out.print(f"  [red]missing[/red]  ray  {escape(str(exc))}", soft_wrap=True)  # [ray] is no markup
         if problems:
             raise typer.Exit(4)
 

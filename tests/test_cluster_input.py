@@ -15,16 +15,22 @@ import pytest
 SCRIPT = "tests/data/two_shots.json"
 
 
-def _cli(tmp_path: Path, ray_init: str, *sets: str) -> subprocess.CompletedProcess:
+def _animagent(tmp_path: Path, ray_init: str, *args: str) -> subprocess.CompletedProcess:
+    """The CLI with `ray_init` as the `ray` package's __init__.py."""
     fake = tmp_path / "site" / "ray"
     fake.mkdir(parents=True)
     (fake / "__init__.py").write_text(ray_init)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(fake.parent), os.getcwd()]), "HF_HUB_OFFLINE": "1"}
-    return subprocess.run(
-        [sys.executable, "-m", "animagent.cli", "run", "--script", SCRIPT, "--profile", "tiny", "--cluster", "ray",
-         "--out", str(tmp_path / "run"), *(a for s in sets for a in ("--set", s))],
-        capture_output=True, text=True, env=env, timeout=120,
-    )
+    return subprocess.run([sys.executable, "-m", "animagent.cli", *args], capture_output=True, text=True, env=env,
+                          timeout=120)
+
+
+def _cli(tmp_path: Path, ray_init: str, *sets: str) -> subprocess.CompletedProcess:
+    return _animagent(tmp_path, ray_init, "run", "--script", SCRIPT, "--profile", "tiny", "--cluster", "ray",
+                      "--out", str(tmp_path / "run"), *(a for s in sets for a in ("--set", s)))
+
+
+NO_RAY = "raise ImportError(\"No module named 'ray'\")\n"
 
 
 @pytest.fixture
@@ -35,10 +41,16 @@ def free_port() -> int:
 
 
 def test_no_ray_installed_exits_4_with_the_install_line(tiny_all, tmp_path):
-    result = _cli(tmp_path, "raise ImportError(\"No module named 'ray'\")\n", f"weights.root={tiny_all}")
+    result = _cli(tmp_path, NO_RAY, f"weights.root={tiny_all}")
     assert result.returncode == 4, result.stderr[-500:]
     assert "pip install 'animagent[ray]'" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_doctor_names_ray_when_the_cluster_needs_it(tiny_all, tmp_path):
+    result = _animagent(tmp_path, NO_RAY, "doctor", "--profile", "tiny", "--dir", str(tiny_all),
+                        "--set", "cluster.kind=ray")
+    assert result.returncode == 4 and "pip install 'animagent[ray]'" in result.stdout, result.stdout[-500:]
 
 
 def test_an_address_that_does_not_answer_exits_4_naming_it(tiny_all, tmp_path, free_port):
