@@ -201,3 +201,21 @@ def test_verify_names_each_step_a_film_needs_that_is_not_recorded(golden, tmp_pa
     del manifest["steps"]["choose/s01_k2"]
     (run_dir / "manifest.json").write_text(json.dumps(manifest))
     assert [(p.path, p.what) for p in runs.verify(run_dir)] == [("choose/s01_k2", "not recorded")]
+
+
+def test_a_voice_the_model_lacks_in_script_json_is_exit_2_and_loses_nothing(golden, tmp_path):
+    """An edited script.json naming a voice Kokoro-82M does not have: `resume` stops with exit 2 naming the valid
+    voices, before speaking; every finished output is left as it was."""
+    run_dir = tmp_path / "run"
+    shutil.copytree(golden, run_dir)
+    script = json.loads((run_dir / "script.json").read_text())
+    script["characters"][0]["voice"] = "xx_robot"
+    (run_dir / "script.json").write_text(json.dumps(script))
+    files = {rel: RunFolder(run_dir).sha(rel) for rel in _outputs(run_dir) if rel != "script.json"}
+    result = subprocess.run([sys.executable, "-m", "animagent.cli", "resume", str(run_dir)], capture_output=True,
+                            text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=300)
+    assert result.returncode == 2, result.stderr[-500:]
+    assert "character mira the voice 'xx_robot'" in result.stderr and "af_heart" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert {rel: RunFolder(run_dir).sha(rel) for rel in files} == files
+    assert RunFolder(run_dir).stray_temp_files() == []
