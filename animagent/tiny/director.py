@@ -123,7 +123,6 @@ def write_bpe_tokenizer(folder: Path, added_tokens: tuple[tuple[str, bool], ...]
 def build_qwen2_5_vl(folder: Path) -> None:
     """Write the registry's files of `qwen2_5_vl_7b` into `folder` (tiny sizes, random weights)."""
     import torch
-    from safetensors.torch import save_file
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -169,16 +168,7 @@ def build_qwen2_5_vl(folder: Path) -> None:
     torch.manual_seed(0)
     model = Qwen2_5_VLForConditionalGeneration(Qwen2_5_VLConfig.from_pretrained(folder)).to(torch.float32)
     tensors = {_checkpoint_name(k): v.contiguous() for k, v in model.state_dict().items()}
-    shard_names = [f"model-{i:05d}-of-{SHARDS:05d}.safetensors" for i in range(1, SHARDS + 1)]
-    shards: list[dict[str, torch.Tensor]] = [{} for _ in shard_names]
-    for name, tensor in tensors.items():
-        shards[_shard_of(name)][name] = tensor
-    for shard_name, shard in zip(shard_names, shards):
-        save_file(dict(sorted(shard.items())), str(folder / shard_name), metadata={"format": "pt"})
-    _write_json(folder / "model.safetensors.index.json", {
-        "metadata": {"total_size": sum(t.numel() * t.element_size() for t in tensors.values())},
-        "weight_map": dict(sorted((name, shard_names[i]) for i, shard in enumerate(shards) for name in shard)),
-    }, end="\n")
+    write_shards(folder, tensors, _shard_of, SHARDS)
 
 
 def byte_alphabet() -> list[str]:
@@ -244,6 +234,23 @@ def _shard_of(name: str) -> int:
     if name.startswith("model.norm."):
         return 3
     return 4  # lm_head.weight
+
+
+def write_shards(folder: Path, tensors: dict, shard_of, count: int) -> None:
+    """`tensors` in `count` safetensors shards named as the Hub names them, each where `shard_of(name)` puts it, and
+    the index (ending with a newline, as the real repos' do)."""
+    from safetensors.torch import save_file
+
+    shard_names = [f"model-{i:05d}-of-{count:05d}.safetensors" for i in range(1, count + 1)]
+    shards: list[dict] = [{} for _ in shard_names]
+    for name, tensor in tensors.items():
+        shards[shard_of(name)][name] = tensor
+    for shard_name, shard in zip(shard_names, shards):
+        save_file(dict(sorted(shard.items())), str(folder / shard_name), metadata={"format": "pt"})
+    _write_json(folder / "model.safetensors.index.json", {
+        "metadata": {"total_size": sum(t.numel() * t.element_size() for t in tensors.values())},
+        "weight_map": dict(sorted((name, shard_names[i]) for i, shard in enumerate(shards) for name in shard)),
+    }, end="\n")
 
 
 def _write_json(path: Path, data: dict, end: str = "") -> None:

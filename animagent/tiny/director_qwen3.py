@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 
 from animagent.tiny.director import ADDED_TOKENS as QWEN2_ADDED_TOKENS
-from animagent.tiny.director import VOCAB_SIZE, _write_json, write_bpe_tokenizer
+from animagent.tiny.director import VOCAB_SIZE, _write_json, write_bpe_tokenizer, write_shards
 
 # Captured from Qwen/Qwen3-VL-8B-Instruct (chat_template.json; the same string is in tokenizer_config.json).
 CHAT_TEMPLATE = (
@@ -202,7 +202,6 @@ SHARDS = 4
 def build_qwen3_vl(folder: Path) -> None:
     """Write the registry's files of `qwen3_vl_8b` into `folder` (tiny sizes, random weights)."""
     import torch
-    from safetensors.torch import save_file
     from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -252,16 +251,7 @@ def build_qwen3_vl(folder: Path) -> None:
     torch.manual_seed(0)
     model = Qwen3VLForConditionalGeneration(Qwen3VLConfig.from_pretrained(folder)).to(torch.float32)
     tensors = {k: v.contiguous() for k, v in model.state_dict().items()}
-    shard_names = [f"model-{i:05d}-of-{SHARDS:05d}.safetensors" for i in range(1, SHARDS + 1)]
-    shards: list[dict[str, torch.Tensor]] = [{} for _ in shard_names]
-    for name, tensor in tensors.items():
-        shards[_shard_of(name)][name] = tensor
-    for shard_name, shard in zip(shard_names, shards):
-        save_file(dict(sorted(shard.items())), str(folder / shard_name), metadata={"format": "pt"})
-    _write_json(folder / "model.safetensors.index.json", {
-        "metadata": {"total_size": sum(t.numel() * t.element_size() for t in tensors.values())},
-        "weight_map": dict(sorted((name, shard_names[i]) for i, shard in enumerate(shards) for name in shard)),
-    }, end="\n")
+    write_shards(folder, tensors, _shard_of, SHARDS)
 
 
 def _shard_of(name: str) -> int:

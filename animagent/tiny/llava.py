@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from animagent.tiny.director import write_bpe_tokenizer
+from animagent.tiny.director import write_bpe_tokenizer, write_shards
 
 # The conversion script's chat template (images first, then text; no default system prompt).
 CHAT_TEMPLATE = (
@@ -47,7 +47,6 @@ IMAGE_STD = [0.5, 0.5, 0.5]
 def build_llava_onevision(folder: Path) -> None:
     """Write the registry's files of `llava_onevision_7b` into `folder` (tiny sizes, random weights)."""
     import torch
-    from safetensors.torch import save_file
     from transformers import LlavaOnevisionConfig, LlavaOnevisionForConditionalGeneration
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -113,16 +112,7 @@ def build_llava_onevision(folder: Path) -> None:
     model = LlavaOnevisionForConditionalGeneration(config).to(torch.float32)
     model.config.save_pretrained(folder)  # config.json, as transformers writes it
     tensors = {_checkpoint_name(k): v.contiguous() for k, v in model.state_dict().items()}
-    shard_names = [f"model-{i:05d}-of-{SHARDS:05d}.safetensors" for i in range(1, SHARDS + 1)]
-    shards: list[dict[str, torch.Tensor]] = [{} for _ in shard_names]
-    for name, tensor in tensors.items():
-        shards[_shard_of(name)][name] = tensor
-    for shard_name, shard in zip(shard_names, shards):
-        save_file(dict(sorted(shard.items())), str(folder / shard_name), metadata={"format": "pt"})
-    _write_json(folder / "model.safetensors.index.json", {
-        "metadata": {"total_size": sum(t.numel() * t.element_size() for t in tensors.values())},
-        "weight_map": dict(sorted((name, shard_names[i]) for i, shard in enumerate(shards) for name in shard)),
-    })
+    write_shards(folder, tensors, _shard_of, SHARDS)
 
 
 def _checkpoint_name(name: str) -> str:
