@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from animagent import gpu
 from animagent.artifacts import Film, Script, Takes, slugify
-from animagent.config import Config, LimitsConfig, load_config, read_recorded, recorded
+from animagent.config import Config, load_config, read_recorded, recorded
 from animagent.errors import InputError
 from animagent.runfolder import LOCK, MANIFEST, TMP_PREFIX, Manifest, RunFolder
 from animagent.stages import Progress, no_progress, plan, speak
@@ -45,26 +45,6 @@ def preflight(config: Config) -> None:
         cluster.check(config)
 
 
-def check_user_script(script: Script, limits: LimitsConfig) -> Script:
-    """A script the user gives (--script, an edited script.json) is held to the limits a planned one is."""
-    plan.check_script(script)
-    for what, count, most in (("characters", len(script.characters), limits.max_characters),
-                              ("settings", len(script.settings), limits.max_settings),
-                              ("scenes", len(script.scenes), limits.max_scenes)):
-        if count > most:
-            raise InputError(f"the script has {count} {what}; limits.max_{what} is {most} "
-                             f"(raise it with --set limits.max_{what}=N)")
-    for scene in script.scenes:
-        if len(scene.shots) > limits.max_shots_per_scene:
-            raise InputError(f"scene {scene.id} of the script has {len(scene.shots)} shots; "
-                             f"limits.max_shots_per_scene is {limits.max_shots_per_scene}")
-    for shot in script.shots():
-        if not limits.min_shot_seconds <= shot.duration_s <= limits.max_shot_seconds:
-            raise InputError(f"shot {shot.id} lasts {shot.duration_s} s; limits.min_shot_seconds and "
-                             f"max_shot_seconds allow {limits.min_shot_seconds} to {limits.max_shot_seconds} s")
-    return script
-
-
 def _check_out(run_dir: Path) -> None:
     """--out must be a new folder, an empty one, or a run folder (also one killed while being made)."""
     if run_dir.exists() and not run_dir.is_dir():
@@ -88,11 +68,9 @@ def prepare_run(story_path: Path | None, config: Config, out: Path | None, scrip
         if not script_path.is_file():
             raise InputError(f"script {script_path} is a directory; give a script.json file" if script_path.is_dir()
                              else f"script file not found: {script_path}")
-        script = check_user_script(RunFolder(script_path.parent).read_model(script_path.name, Script), config.limits)
+        script = plan.check_script(RunFolder(script_path.parent).read_model(script_path.name, Script), config.limits)
         story = script.story
     elif story_path is not None:
-        if story_path.is_dir():
-            raise InputError(f"story {story_path} is a directory; give a text file")
         story = plan.read_story(story_path, config.limits)
     else:
         raise InputError("give a story file, or --script with a script.json")
@@ -135,7 +113,7 @@ def open_run(run_dir: Path) -> Config:
         raise InputError(f"{run.path(CONFIG)} is not UTF-8 text; it was edited or damaged") from None
     plan.read_story(run.path(STORY), config.limits)
     if run.exists(SCRIPT) and "plan" in run.manifest.steps:  # the user's to edit: held to the limits
-        check_user_script(run.read_model(SCRIPT, Script), config.limits)
+        plan.check_script(run.read_model(SCRIPT, Script), config.limits)
     return config
 
 

@@ -182,14 +182,14 @@ def test_a_user_script_is_held_to_the_limits(tmp_path, tiny_all):
 def test_the_demo_script_fits_the_tiny_profile_with_its_limits_file():
     from animagent.artifacts import Script
     from animagent.config import load_config
-    from animagent.runs import check_user_script
+    from animagent.stages.plan import check_script
 
     script = Script.model_validate_json(open("examples/scripts/lantern.json").read())
-    check_user_script(script, load_config("tiny", "examples/scripts/lantern.yaml").limits)
+    check_script(script, load_config("tiny", "examples/scripts/lantern.yaml").limits)
     assert 6 <= len(script.shots()) <= 8 and len(script.scenes) >= 3
     assert sum(len(s.characters) >= 2 for s in script.shots()) >= 2  # characters share shots
     with pytest.raises(Exception, match="max_scenes"):  # the file is needed: tiny's own limits refuse it
-        check_user_script(script, load_config("tiny").limits)
+        check_script(script, load_config("tiny").limits)
 
 
 def test_the_api_key_never_reaches_the_run_folder_and_resume_takes_it_from_the_environment(

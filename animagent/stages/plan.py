@@ -28,7 +28,7 @@ def plan(ctx: Context, story: str) -> Script:
     key = plan_key(ctx.config, story)
     record = ctx.run.manifest.steps.get("plan")
     if record is not None and record.key == key and ctx.run.exists(SCRIPT):
-        return check_script(ctx.run.read_model(SCRIPT, Script))
+        return check_script(ctx.run.read_model(SCRIPT, Script), ctx.config.limits)
     ctx.progress("plan", 0, 1)
     step = Step(ctx, "plan", key)
     script = draft_script(story, ctx.models.get("director"), ctx.config)
@@ -46,7 +46,8 @@ def plan_key(config: Config, story: str) -> str:
 def read_story(path: Path, limits: LimitsConfig) -> str:
     """The story text, or InputError naming what is wrong with the file."""
     if not path.is_file():
-        raise InputError(f"story file not found: {path}")
+        raise InputError(f"story {path} is a directory; give a text file" if path.is_dir()
+                         else f"story file not found: {path}")
     size = path.stat().st_size
     if size > limits.max_story_bytes:
         raise InputError(
@@ -64,15 +65,29 @@ def read_story(path: Path, limits: LimitsConfig) -> str:
     return text
 
 
-def check_script(script: Script) -> Script:
-    """A script from the user (--script or an edited script.json) must fit what the director can look at:
-    a shot's review shows it the keyframe plus one reference per character."""
+def check_script(script: Script, limits: LimitsConfig) -> Script:
+    """A script from the user (--script or an edited script.json) is held to the limits a planned one is, and must
+    fit what the director can look at: a shot's review shows it the keyframe plus one reference per character."""
     for shot in script.shots():
         if len(shot.characters) + 1 > MAX_DIRECTOR_IMAGES:
             raise InputError(
                 f"shot {shot.id} places {len(shot.characters)} characters; at most {MAX_DIRECTOR_IMAGES - 1} "
                 "fit one director question (the keyframe and one reference each)"
             )
+    for what, count, most in (("characters", len(script.characters), limits.max_characters),
+                              ("settings", len(script.settings), limits.max_settings),
+                              ("scenes", len(script.scenes), limits.max_scenes)):
+        if count > most:
+            raise InputError(f"the script has {count} {what}; limits.max_{what} is {most} "
+                             f"(raise it with --set limits.max_{what}=N)")
+    for scene in script.scenes:
+        if len(scene.shots) > limits.max_shots_per_scene:
+            raise InputError(f"scene {scene.id} of the script has {len(scene.shots)} shots; "
+                             f"limits.max_shots_per_scene is {limits.max_shots_per_scene}")
+    for shot in script.shots():
+        if not limits.min_shot_seconds <= shot.duration_s <= limits.max_shot_seconds:
+            raise InputError(f"shot {shot.id} lasts {shot.duration_s} s; limits.min_shot_seconds and "
+                             f"max_shot_seconds allow {limits.min_shot_seconds} to {limits.max_shot_seconds} s")
     return script
 
 

@@ -51,7 +51,8 @@ def edit_shot(
     """Replace one shot's narration, description, characters (ids, in order) and duration in script.json.
 
     Characters already in the shot keep their layout boxes; a new one gets NEW_BOX."""
-    from animagent.runs import check_user_script, open_run
+    from animagent.runs import open_run
+    from animagent.stages.plan import check_script
 
     limits = open_run(root).limits
     run = RunFolder(root)
@@ -71,7 +72,7 @@ def edit_shot(
             err = exc.errors()[0]
             where = ".".join(str(p) for p in err["loc"])
             raise InputError(f"edit of shot {shot_id} refused: {where + ': ' if where else ''}{err['msg']}") from None
-        check_user_script(edited, limits)  # the limits `animagent resume` holds an edited script to
+        check_script(edited, limits)  # the limits `animagent resume` holds an edited script to
         if edited != script:
             run.write_model(SCRIPT, edited)
     return edited
