@@ -625,6 +625,8 @@ def director_variant(b: Bench, compiled: bool) -> tuple[dict[str, Any], dict[str
                 for name in ("decode_tok_s", "ttft_s", "seconds", "new_tokens")}}
             log.info("director %s %s: %s", "compiled" if compiled else "eager", kind,
                      {k: v for k, v in result[kind].items() if k != "runs"})
+        if compiled:  # graph breaks, recompiles and the graphs dynamo made: where a compiled decode loses time
+            result["dynamo_counters"] = {k: dict(v) for k, v in torch._dynamo.utils.counters.items() if v}
         if torch.cuda.is_available():
             result["profile_style_call"] = profile_kernels(lambda: one("style", 0))
             log.info("director %s kernels of one style call: %s", "compiled" if compiled else "eager",
