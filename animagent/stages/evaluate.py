@@ -6,6 +6,9 @@ z-score. Per character: cross-scene identity, the mean pairwise cosine of its cr
 keyframe, SAM-masked when `eval.masked_crops`) and their mean cosine to its cast sheet. Film: the means,
 Anim-Director's image-image similarity of consecutive keyframes, and DreamFactory's CSSC (the director classifies
 each keyframe's style). The formulas are scoring.py's, shared with the pipeline.
+The measurements are tasks (Models.map): the keyframes' CLIP features, each shot's clip measures and identity
+crops, each placed character's identity. With cluster.kind ray they run on the GPU workers and come back in film
+order, so the scorecard and the report are the same bytes; the style classes stay with the driver's director.
 This module owns the measurement and the eval step; the report's layout is report.py's. Encoders come from the
 context only when the step runs, so a finished step loads no model.
 """
@@ -13,6 +16,7 @@ context only when the step runs, so a finished step loads no model.
 from __future__ import annotations
 
 import logging
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -20,10 +24,10 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from animagent import scoring
-from animagent.artifacts import Cast, Clip, Keyframe, Script
+from animagent.artifacts import Box, Cast, Clip, Keyframe, Script
 from animagent.config import Config
 from animagent.crops import box_pixels, character_mask, masked_crop
-from animagent.models import director_identity, role_models
+from animagent.models import Role, director_identity, role_models
 from animagent.report import Measured, render_report
 from animagent.scorecard import CharacterScore, Encoder, FilmScore, Flag, Scorecard, ShotScore
 from animagent.stages import Context
@@ -33,7 +37,7 @@ from animagent.weights import spec
 if TYPE_CHECKING:
     from PIL import Image
 
-    from animagent.backends import Segmenter
+    from animagent.models import Models
 
 log = logging.getLogger(__name__)
 
@@ -97,48 +101,46 @@ def _measure(
     settings: EvalSettings,
     encoders: tuple[Encoder, ...],
 ) -> Measured:
-    from PIL import Image
-
-    from animagent import video
-
-    run, clip, dino = ctx.run, ctx.models.get("embedder"), ctx.models.get("dino")
+    run = ctx.run
     images = [run.read_image(k.image) for k in keyframes]
     # CLIP: keyframes against shot descriptions, consecutive keyframes
-    keyframe_features = clip.images(images)
-    clip_ts = scoring.clip_t(keyframe_features, clip.texts([script.shot(k.shot).description for k in keyframes]))
-    similarity = scoring.consecutive_similarity(keyframe_features)  # empty for a one-shot film
-    # CSSC: the director classifies each keyframe's style
+    [(features, texts)] = ctx.models.map(keyframe_features,
+                                         [(images, [script.shot(k.shot).description for k in keyframes])])
+    clip_ts = scoring.clip_t(features, texts)
+    similarity = scoring.consecutive_similarity(features)  # empty for a one-shot film
+    # CSSC: the director classifies each keyframe's style (in the driver, as every director call)
     styles = [ctx.models.get("director").ask("keyframe_style", {}, KeyframeStyle, images=[image],
                                              seed=ctx.config.seed).style_class for image in images]
-    # per clip, one clip's frames in memory at a time: background (CLIP), subject (DINOv2), motion, spikes
+    # per shot: its clip's background (CLIP), subject (DINOv2), motion, spikes and middle frame; each character's
+    # identity crop on its keyframe
+    masked = settings.segmenter is not None
+    measured = ctx.models.map(measure_shot, [
+        (run.path(c.video).read_bytes(), image, [p.box for p in script.shot(k.shot).characters], masked)
+        for k, c, image in zip(keyframes, clips, images)])
     shots, posters = [], []
-    for i, (keyframe, clip_artifact) in enumerate(zip(keyframes, clips)):
-        frames = video.read_frames(run.path(clip_artifact.video))
-        frame_images = [Image.fromarray(f) for f in frames]
-        m = scoring.clip_measures(frames, dino.images(frame_images), clip.images(frame_images))
+    crops: dict[str, list[tuple[str, Image.Image]]] = {}
+    for i, (keyframe, clip_artifact, (m, poster, shot_crops)) in enumerate(zip(keyframes, clips, measured)):
         flags: list[Flag] = [name for name, on in (("still", m.still), ("spike", m.spike)) if on]
         shots.append(ShotScore(
             shot=keyframe.shot, keyframe=keyframe.image, clip=clip_artifact.video, clip_t=float(clip_ts[i]),
             subject_consistency=m.subject_consistency, background_consistency=m.background_consistency,
             motion=m.motion, max_change_z=m.max_change_z, style_class=styles[i], flags=tuple(flags),
         ))
-        posters.append(frame_images[len(frame_images) // 2])
-    # identity: each character's crops across shots, and against its cast sheet
-    identity = clip if settings.identity_encoder == "clip" else dino
-    segmenter = ctx.models.get("segmenter") if settings.segmenter is not None else None
-    crops = _character_crops(script, keyframes, images, segmenter)
+        posters.append(poster)
+        for placement, crop in zip(script.shot(keyframe.shot).characters, shot_crops):
+            crops.setdefault(placement.character, []).append((keyframe.shot, crop))
+    # identity: each placed character's crops across shots, and against its cast sheet
+    identity: Role = "embedder" if settings.identity_encoder == "clip" else "dino"
     sheets = {s.character: run.read_image(s.image) for s in cast.characters}
-    characters = []
-    for character in script.characters:
-        placed = crops.get(character.id, [])
-        pairwise = reference = None
-        if placed:
-            features = identity.images([crop for _, crop in placed])
-            reference = float(np.mean(scoring.cosine_matrix(features, identity.images([sheets[character.id]]))))
-            pairwise = scoring.mean_pairwise_cosine(features) if len(placed) > 1 else None
-        characters.append(CharacterScore(character=character.id, name=character.name,
-                                         shots=tuple(shot for shot, _ in placed), identity=pairwise,
-                                         reference=reference))
+    placed = [c.id for c in script.characters if c.id in crops]
+    scores = dict(zip(placed, ctx.models.map(character_identity, [
+        (identity, [crop for _, crop in crops[c]], sheets[c]) for c in placed])))
+    characters = [
+        CharacterScore(character=c.id, name=c.name, shots=tuple(shot for shot, _ in crops.get(c.id, [])),
+                       identity=scores[c.id][0] if c.id in scores else None,
+                       reference=scores[c.id][1] if c.id in scores else None)
+        for c in script.characters
+    ]
 
     scored_identity = [c.identity for c in characters if c.identity is not None]
     film = FilmScore(
@@ -152,27 +154,59 @@ def _measure(
         keyframe_similarity_mean=float(np.mean(similarity)) if len(similarity) else None,
     )
     card = Scorecard(
-        title=script.title, identity_encoder=settings.identity_encoder, masked_crops=segmenter is not None,
+        title=script.title, identity_encoder=settings.identity_encoder, masked_crops=masked,
         shots=tuple(shots), characters=tuple(characters), film=film, encoders=encoders,
     )
     return Measured(card=card, keyframes=images, posters=posters, crops=crops, sheets=sheets)
 
 
-def _character_crops(
-    script: Script, keyframes: list[Keyframe], images: list[Image.Image], segmenter: Segmenter | None
-) -> dict[str, list[tuple[str, Image.Image]]]:
-    """Per character, in film order: (shot, its identity crop) — the same crop the review's identity gate
-    scores (crops.character_mask / masked_crop), or the plain box padded to a square without a segmenter."""
-    crops: dict[str, list[tuple[str, Image.Image]]] = {}
-    for keyframe, image in zip(keyframes, images):
-        for placement in script.shot(keyframe.shot).characters:
-            if segmenter is not None:
-                mask, _, pixels = character_mask(image, placement.box, segmenter)
-            else:
-                pixels = box_pixels(placement.box, image.width, image.height)
-                mask = np.ones((image.height, image.width), dtype=bool)
-            crops.setdefault(placement.character, []).append((keyframe.shot, masked_crop(image, mask, pixels)))
-    return crops
+# --- the measurement tasks (Models.map: here in order, or on the cluster's GPU workers with cluster.kind ray) ---
+
+
+def keyframe_features(models: Models, images: list[Image.Image], descriptions: list[str]
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """A task: CLIP features of every keyframe and of its shot's description, each in one batch."""
+    clip = models.get("embedder")
+    return clip.images(images), clip.texts(descriptions)
+
+
+def measure_shot(models: Models, mp4: bytes, keyframe: Image.Image, boxes: list[Box], masked: bool
+                 ) -> tuple[scoring.ClipMeasures, Image.Image, list[Image.Image]]:
+    """A task: one shot's clip measures (subject: DINOv2, background: CLIP, motion, spikes), the clip's middle frame
+    and each box's identity crop on the keyframe (crops.character_mask with SAM when `masked`, the same crop the
+    review's identity gate scores; else the plain box padded to a square). The clip travels as its mp4 bytes
+    (a worker shares no disk with the driver) and is decoded here, one clip's frames in memory at a time."""
+    from PIL import Image
+
+    from animagent import video
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "clip.mp4"
+        path.write_bytes(mp4)
+        frames = video.read_frames(path)
+    frame_images = [Image.fromarray(f) for f in frames]
+    measures = scoring.clip_measures(frames, models.get("dino").images(frame_images),
+                                     models.get("embedder").images(frame_images))
+    segmenter = models.get("segmenter") if masked else None
+    crops = []
+    for box in boxes:
+        if segmenter is not None:
+            mask, _, pixels = character_mask(keyframe, box, segmenter)
+        else:
+            pixels = box_pixels(box, keyframe.width, keyframe.height)
+            mask = np.ones((keyframe.height, keyframe.width), dtype=bool)
+        crops.append(masked_crop(keyframe, mask, pixels))
+    return measures, frame_images[len(frame_images) // 2], crops
+
+
+def character_identity(models: Models, encoder: Role, crops: list[Image.Image], sheet: Image.Image
+                       ) -> tuple[float | None, float]:
+    """A task: a character's cross-scene identity (mean pairwise cosine of its crops; None for one crop) and the
+    mean cosine of its crops to its cast sheet."""
+    identity = models.get(encoder)
+    features = identity.images(crops)
+    reference = float(np.mean(scoring.cosine_matrix(features, identity.images([sheet]))))
+    return (scoring.mean_pairwise_cosine(features) if len(crops) > 1 else None), reference
 
 
 def _encoders(config: Config, settings: EvalSettings) -> tuple[Encoder, ...]:
