@@ -254,6 +254,7 @@ class Bench:
     recorder: Recorder
     summary: dict[str, Any]
     director_variants: list[str]
+    director_calls: int
 
     def config(self, profile: str, *overrides: str) -> Config:
         # A random-weight director writes a free-text field until its bound (the default, 2000 characters, is
@@ -544,36 +545,85 @@ def phase_naive(b: Bench) -> dict[str, Any]:
 
 
 DIRECTOR_CALLS = 12  # timed calls of each kind per variant: host-bound figures are medians over >= 10 (issue 16)
+# The director phase's variants: eager (shipped default); compiled (gpu.compile_director as shipped: the static
+# cache's decode on the key/value heads, director_transformers.decode_attention); sdpa (the lever before it: SDPA
+# with the cache's mask, which repeats the key/value heads); varlen (flash attention over the cache's valid prefix
+# alone, told its length on the device: bench_varlen_attention). A name given twice runs twice (the second compile
+# reads inductor's on-disk caches); its results are keyed name#2.
+DIRECTOR_VARIANTS = ("eager", "compiled", "sdpa", "varlen")
 
 
 def phase_director(b: Bench) -> dict[str, Any]:
-    """`TransformersDirector.ask` eager and with `gpu.compile_director`, one after the other in this process: per
-    variant one untimed call of each kind (the compiled variant's first call compiles; its time is kept apart), then
-    DIRECTOR_CALLS style calls (one image + schema) and DIRECTOR_CALLS verdict calls (keyframe + two sheets + the
+    """`TransformersDirector.ask` under each of `--director-variants`, one after the other in this process: per
+    variant one untimed call of each kind (a compiled variant's first call compiles; its time is kept apart), then
+    `--director-calls` style calls (one image + schema) and as many verdict calls (keyframe + two sheets + the
     verdict schema, as the review asks), seeds 0..N-1; per call TTFT, decode tokens/s and wall; median and spread;
-    and how many replies the two variants share seed for seed."""
-    result: dict[str, Any] = {"calls_per_kind": DIRECTOR_CALLS}
+    and how many replies each variant shares with eager seed for seed. A variant that fails keeps the others."""
+    unknown = set(b.director_variants) - set(DIRECTOR_VARIANTS)
+    if unknown:
+        raise ValueError(f"unknown director variants {sorted(unknown)}; choose from {DIRECTOR_VARIANTS}")
+    result: dict[str, Any] = {"calls_per_kind": b.director_calls}
     replies: dict[str, dict[str, list[str]]] = {}
     for variant in b.director_variants:
-        result[variant], replies[variant] = director_variant(b, variant == "compiled")
-    if len(replies) == 2:
-        result["same_replies"] = {
-            kind: sum(a == c for a, c in zip(replies["eager"][kind], replies["compiled"][kind]))
-            for kind in replies["eager"]
+        key = variant if variant not in result else f"{variant}#2"
+        try:
+            result[key], replies[key] = director_variant(b, variant)
+        except Exception as exc:  # keep the other variants' figures
+            log.exception("director variant %s failed", key)
+            result[key] = {"error": f"{type(exc).__name__}: {exc}"[:2000]}
+        b.summary["director"] = result  # written after each variant: a run cut short keeps the variants done
+        (b.out / "summary.json").write_text(json.dumps(b.summary, indent=2) + "\n")
+    if "eager" in replies:
+        result["same_replies_as_eager"] = {
+            key: {kind: sum(a == c for a, c in zip(replies["eager"][kind], theirs[kind])) for kind in theirs}
+            for key, theirs in replies.items() if key != "eager"
         }
     return result
 
 
-def director_variant(b: Bench, compiled: bool) -> tuple[dict[str, Any], dict[str, list[str]]]:
-    from animagent.backends.director_transformers import TransformersDirector
+def bench_varlen_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                           attention_mask: torch.Tensor | None, scaling: float, **kwargs: Any) -> tuple[Any, None]:
+    """The decode step through flash attention's variable-length entry, told on the device how many of the static
+    cache's positions hold tokens (`seqused_k`, counted from the mask): work in proportion to the valid prefix, the
+    key/value heads as they are, no mask. CUDA only; batch 1 (the director's)."""
+    from animagent.backends.director_transformers import sdpa_attention_forward
+
+    if query.shape[2] > 1 or attention_mask is None:
+        return sdpa_attention_forward(module, query, key, value, attention_mask, scaling=scaling, **kwargs)
+    _, heads, _, dim = query.shape
+    length = key.shape[2]
+    starts = torch.arange(2, dtype=torch.int32, device=query.device)
+    used = attention_mask.reshape(1, length).sum(-1, dtype=torch.int32)
+    output = torch.ops.aten._flash_attention_forward(
+        query.reshape(1, heads, dim), key[0].transpose(0, 1), value[0].transpose(0, 1), starts, starts * length,
+        1, length, 0.0, False, False, scale=scaling, seqused_k=used)[0]
+    return output.reshape(1, 1, heads, dim), None
+
+
+def director_variant(b: Bench, variant: str) -> tuple[dict[str, Any], dict[str, list[str]]]:
+    from transformers import AttentionInterface, AttentionMaskInterface
+    from transformers.masking_utils import sdpa_mask
+
+    import animagent.backends.director_transformers as director_transformers
     from animagent.errors import DirectorOutputError
     from animagent.tasks import StyleDecision, verdict_output
 
+    compiled = variant != "eager"
+    attention = {"compiled": director_transformers.DECODE_ATTENTION, "sdpa": "sdpa", "varlen": "bench_varlen"}
+    AttentionInterface.register("bench_varlen", bench_varlen_attention)
+    AttentionMaskInterface.register("bench_varlen", sdpa_mask)
     config = b.config("default", "director.max_attempts=1", f"gpu.compile_director={str(compiled).lower()}")
     reset_peak()
+    torch._dynamo.reset()  # each variant compiles afresh in memory (inductor's on-disk caches stay)
+    torch._dynamo.utils.counters.clear()
     mark = b.recorder.mark()
     # Not models.build: it checks every model of the profile, and this phase's machine may hold the director alone.
-    director = TransformersDirector(config, b.out / "logs" / "director.jsonl")
+    shipped = director_transformers.DECODE_ATTENTION
+    director_transformers.DECODE_ATTENTION = attention.get(variant, shipped)
+    try:
+        director = director_transformers.TransformersDirector(config, b.out / "logs" / "director.jsonl")
+    finally:
+        director_transformers.DECODE_ATTENTION = shipped
     load_s = b.recorder.load_seconds(mark)
     clock = TokenClock()
     generate = director.model.generate
@@ -611,25 +661,26 @@ def director_variant(b: Bench, compiled: bool) -> tuple[dict[str, Any], dict[str
                "decode_tok_s": round((new - 1) / (times[-1] - times[1]), 1) if new >= 2 else None}
         return run, reply
 
-    result: dict[str, Any] = {"load_s": round(load_s, 2), "first_call_s": {}}
+    result: dict[str, Any] = {"load_s": round(load_s, 2), "first_call_s": {},
+                              "attention": director.model.config.get_text_config()._attn_implementation}
     replies: dict[str, list[str]] = {}
     try:
         for kind in calls:
             result["first_call_s"][kind] = one(kind, 1000)[0]["seconds"]  # compiles, for the compiled variant
         for kind in calls:
-            runs = [one(kind, seed) for seed in range(DIRECTOR_CALLS)]
+            runs = [one(kind, seed) for seed in range(b.director_calls)]
             replies[kind] = [reply for _, reply in runs]
             timed = [run for run, _ in runs]
             result[kind] = {"runs": timed, **{
                 name: spread([r[name] for r in timed if r[name] is not None])
                 for name in ("decode_tok_s", "ttft_s", "seconds", "new_tokens")}}
-            log.info("director %s %s: %s", "compiled" if compiled else "eager", kind,
+            log.info("director %s %s: %s", variant, kind,
                      {k: v for k, v in result[kind].items() if k != "runs"})
         if compiled:  # graph breaks, recompiles and the graphs dynamo made: where a compiled decode loses time
             result["dynamo_counters"] = {k: dict(v) for k, v in torch._dynamo.utils.counters.items() if v}
         if torch.cuda.is_available():
             result["profile_style_call"] = profile_kernels(lambda: one("style", 0))
-            log.info("director %s kernels of one style call: %s", "compiled" if compiled else "eager",
+            log.info("director %s kernels of one style call: %s", variant,
                      result["profile_style_call"])
     finally:
         director.close()
@@ -966,7 +1017,9 @@ def main() -> None:
     parser.add_argument("--phases", default=",".join(PHASES), help=f"comma-separated, from: {', '.join(PHASES)}")
     parser.add_argument("--tiny", action="store_true", help="tiny models: check the code paths, not the speed")
     parser.add_argument("--director-variants", default="eager,compiled",
-                        help="the director phase's variants, from: eager, compiled (gpu.compile_director)")
+                        help=f"the director phase's variants, from: {', '.join(DIRECTOR_VARIANTS)} (see DIRECTOR_VARIANTS)")
+    parser.add_argument("--director-calls", type=int, default=DIRECTOR_CALLS,
+                        help="timed calls of each kind per director variant (>= 10 for figures; fewer to time a compile)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s",
@@ -989,7 +1042,8 @@ def main() -> None:
     instrument(recorder)
     bench = Bench(root=root, out=args.out.resolve(), script=Script.model_validate_json(args.script.read_text()),
                   tiny=args.tiny, recorder=recorder, summary={},
-                  director_variants=[v for v in args.director_variants.split(",") if v])
+                  director_variants=[v for v in args.director_variants.split(",") if v],
+                  director_calls=args.director_calls)
     default = bench.config("default")
     bench.summary.update(
         environment=environment(), tiny=args.tiny, script=str(args.script), shots=len(bench.script.shots()),
