@@ -1,9 +1,10 @@
 """`gpu.compile_director`: the static-cache decode with the overlapped grammar mask gives the eager path's replies.
 
-On the CPU transformers does not compile (it compiles the decode step on CUDA only), so these tests run the
-lever's own code (one StaticCache kept across calls, GrammarMask + GrammarAccept) against the eager path
-(DynamicCache, xgrammar.contrib.hf) on the tiny random Qwen2.5-VL, token for token, same seeds; and check that
-the lever is refused before any work where torch cannot compile for a GPU.
+transformers compiles the decode step on CUDA only, so these tests run the lever's own code (one StaticCache kept
+across calls, the language model's attention through `decode_attention`, GrammarMask + GrammarAccept) against the
+eager path (DynamicCache, SDPA, xgrammar.contrib.hf) on the tiny random Qwen2.5-VL, token for token, same seeds:
+as it runs uncompiled, and compiled by inductor for the CPU (one graph, no recompiles); and check that the lever is
+refused before any work where torch cannot compile for a GPU.
 """
 
 from __future__ import annotations
@@ -53,11 +54,17 @@ def _config(root: Path, compiled: bool, temperature: float) -> Config:
     )
 
 
-def _replies(director, tokens: list[list[int]]) -> list[str]:
-    """Plan and verdict replies (with and without images), recording every generated token sequence."""
+def _replies(director, tokens: list[list[int]], inductor: bool = False) -> list[str]:
+    """Plan and verdict replies (with and without images), recording every generated token sequence; `inductor`:
+    generate compiles the decode step on this CPU as it does on CUDA (transformers' own switch for other devices)."""
+    from transformers import CompileConfig
+
     generate = director.model.generate
 
     def spy(**inputs):
+        if inductor:
+            inputs["compile_config"] = CompileConfig(mode="default", fullgraph=True)
+            inputs["compile_config"]._compile_all_devices = True
         output = generate(**inputs)
         tokens.append(output[0, inputs["input_ids"].shape[1]:].tolist())
         return output
@@ -72,20 +79,56 @@ def _replies(director, tokens: list[list[int]]) -> list[str]:
 
 @pytest.mark.parametrize("temperature", [0.7, 0.0])
 def test_compiled_path_gives_the_eager_replies_token_for_token(tiny_model, tmp_path, temperature):
-    from animagent.backends.director_transformers import TransformersDirector
+    import torch
+
+    from animagent.backends.director_transformers import DECODE_ATTENTION, TransformersDirector
 
     tiny_model("qwen2_5_vl_7b")
     results = {}
-    for compiled in (False, True):
-        director = TransformersDirector(_config(tiny_model.root, compiled, temperature), tmp_path / f"{compiled}.jsonl")
+    for path in ("eager", "lever", "inductor"):
+        director = TransformersDirector(_config(tiny_model.root, path != "eager", temperature), tmp_path / f"{path}.jsonl")
         tokens: list[list[int]] = []
-        results[compiled] = (_replies(director, tokens), tokens)
-        if compiled:
+        torch._dynamo.reset()
+        torch._dynamo.utils.counters.clear()
+        results[path] = (_replies(director, tokens, inductor=path == "inductor"), tokens)
+        if path != "eager":
             assert director._cache is not None  # the lever's path ran, and kept one cache across the calls
+            config = director.model.config
+            assert (config.text_config._attn_implementation, config.vision_config._attn_implementation) == (
+                DECODE_ATTENTION, "sdpa")
+        if path == "inductor":  # one decode graph for the six calls (plans, verdicts with 0-2 images), no recompile
+            counters = torch._dynamo.utils.counters
+            assert counters["stats"]["unique_graphs"] == 1 and not counters["recompiles"]
+            assert not counters["graph_break"]
         director.close()
-    (eager, eager_tokens), (lever, lever_tokens) = results[False], results[True]
-    assert lever_tokens == eager_tokens and lever == eager
+    (eager, eager_tokens) = results["eager"]
+    assert results["lever"] == results["inductor"] == (eager, eager_tokens)
     assert len(eager_tokens) == 6 and min(len(t) for t in eager_tokens) > 5
+
+
+def test_decode_attention_is_sdpa_over_the_valid_prefix_on_the_key_value_heads():
+    """Against SDPA on the valid prefix alone with the key/value heads repeated (what eager computes), whatever the
+    cache holds past it; a prompt's step (several query tokens) is SDPA's own."""
+    import torch
+    from transformers.integrations.sdpa_attention import repeat_kv
+
+    from animagent.backends.director_transformers import decode_attention
+
+    torch.manual_seed(0)
+    module = torch.nn.Module()
+    module.num_key_value_groups, module.is_causal = 7, True
+    query = torch.randn(1, 28, 1, 64)
+    key, value = torch.randn(1, 4, 300, 64) * 3, torch.randn(1, 4, 300, 64)
+    valid = 173
+    mask = (torch.arange(300) < valid).reshape(1, 1, 1, 300)
+    output, _ = decode_attention(module, query, key, value, mask, scaling=0.125)
+    expected = torch.nn.functional.scaled_dot_product_attention(
+        query, repeat_kv(key[:, :, :valid], 7), repeat_kv(value[:, :, :valid], 7), scale=0.125).transpose(1, 2)
+    assert output.shape == (1, 1, 28, 64) and torch.allclose(output, expected, atol=1e-5)
+    key[:, :, valid:] = 1e4  # what lies past the valid prefix does not count
+    assert torch.equal(decode_attention(module, query, key, value, mask, scaling=0.125)[0], output)
+    prompt = torch.randn(1, 28, 5, 64)
+    assert decode_attention(module, prompt, key, value, None, scaling=0.125)[0].shape == (1, 5, 28, 64)
 
 
 def test_the_cache_is_kept_across_calls_and_grows_for_a_longer_one(tiny_model, tmp_path):
