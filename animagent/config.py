@@ -242,6 +242,26 @@ class GpuConfig(_Section):
         "step, its grammar mask filled while the GPU works; measured slower than eager so far (34.7 vs 46.4 tokens/s "
         "on an H200, 32 s of compiling once; docs/benchmarks.md section 11), hence off (needs a CUDA GPU with triton)",
     )
+    graph_painter: bool = Field(
+        False,
+        description="replay the SDXL UNet's forward (IP-Adapters included) from CUDA graphs captured at the film's "
+        "shapes, so the host no longer launches each of its kernels; the same kernels as eager, so it should paint "
+        "the same images. Not measured yet (scripts/bench_gpu.py --phases graphs compares speed and images), hence "
+        "off in every profile (needs a CUDA GPU; switched off with one log line where there is none)",
+    )
+    fp8_animator: bool = Field(
+        False,
+        description="SVD's linear layers in FP8 (torchao float8 dynamic quantization, per-row scales): the clips "
+        "differ from fp16's, hence on in the fast profile only; not measured yet (scripts/bench_gpu.py --phases fp8). "
+        "Needs torchao (pip install 'animagent[fp8]') and a GPU with FP8 matmuls (Ada, Hopper); switched off with one "
+        "log line where they are missing",
+    )
+    min_memory_gb: float | None = Field(
+        None, gt=0,
+        description="GPU memory this profile needs on each GPU that runs its models (its measured peak); a Ray "
+        "worker on a smaller GPU stops the run before any work (exit 5) naming the node and a profile that fits; "
+        "none: no check (CPU profiles)",
+    )
 
 
 class AssembleConfig(_Section):

@@ -1,7 +1,8 @@
-"""Device and dtype resolution, memory readings, the out-of-memory ladder: where and how models run.
+"""Device and dtype resolution, memory readings, the out-of-memory ladder, CUDA graphs: where and how models run.
 
 This module owns the mapping from config (`device`, `dtype`) to torch objects, peak-memory readings for the
-manifest, and the retry-on-OOM mechanism the painter and animator use. It imports torch lazily.
+manifest, the retry-on-OOM mechanism the painter and animator use, the checks of the GPU levers a machine may lack
+(`lever_off`), and `CudaGraphs`, which replays a module's forward from captured CUDA graphs. It imports torch lazily.
 """
 
 from __future__ import annotations
@@ -163,3 +164,114 @@ class OomLadder:
     def take(self) -> list[str]:
         taken, self.taken = self.taken, []
         return taken
+
+
+def lever_off(config: Config, lever: str) -> str | None:
+    """Why the GPU lever `gpu.<lever>` (`graph_painter`, `fp8_animator`) cannot run on this machine, or None when
+    it can (or is off). The backends switch such a lever off with one log line; `animagent doctor` reports it."""
+    import importlib.util
+
+    import torch
+
+    if not getattr(config.gpu, lever):
+        return None
+    if lever == "fp8_animator" and config.animator.kind != "svd":
+        return None
+    if config.device == "cpu" or not torch.cuda.is_available():
+        return f"gpu.{lever} needs a CUDA GPU; running without it"
+    if lever == "fp8_animator":
+        if importlib.util.find_spec("torchao") is None:
+            return (f"gpu.fp8_animator needs torchao (pip install 'animagent[fp8]'); running the animator in "
+                    f"{config.dtype}")
+        major, minor = torch.cuda.get_device_capability()
+        if (major, minor) < (8, 9):
+            return (f"gpu.fp8_animator needs a GPU with FP8 matmuls (compute capability 8.9+: Ada, Hopper); "
+                    f"{torch.cuda.get_device_name()} is {major}.{minor}; running the animator in {config.dtype}")
+    return None
+
+
+def graph_key(args: tuple, kwargs: dict, state: object) -> tuple[tuple, list, object]:
+    """(the key of a call's CUDA graph, the call's pytree leaves, its tree spec). The key holds the structure, each
+    tensor's shape, dtype and device, every other leaf's value, and `state`: never a tensor's values, so calls that
+    differ only in their tensors' contents (latents, timesteps, masks, embeddings) share one graph."""
+    import torch
+    from torch.utils import _pytree as pytree
+
+    leaves, spec = pytree.tree_flatten((args, kwargs))
+    parts: list[object] = [str(spec), state]
+    for leaf in leaves:
+        if isinstance(leaf, torch.Tensor):
+            parts.append((tuple(leaf.shape), leaf.dtype, leaf.device))
+        elif leaf is None or isinstance(leaf, (bool, int, float, str, torch.dtype, torch.device)):
+            parts.append(leaf)
+        else:
+            # an object keyed by identity would capture a new graph on every call
+            raise TypeError(f"CudaGraphs got a {type(leaf).__name__} argument; register its type as a pytree node "
+                            "(torch.utils._pytree.register_pytree_node) so its tensors become graph inputs")
+    return tuple(parts), leaves, spec
+
+
+class CudaGraphs:
+    """Replays a module's forward from CUDA graphs: one graph per distinct call (`graph_key`: its tensors' shapes,
+    dtypes and devices, its other arguments, and `key()`, the state the forward reads besides its arguments, such as
+    adapter scales, which a graph bakes in). The first call of each kind runs as usual (the warm-up) and is then
+    captured; later ones copy their tensors into the graph's inputs and replay it: the same kernels, without the
+    host launching each one.
+
+    A graph holds the addresses of the module's weights: `clear()` whenever they move (CPU parking) or change
+    (adapters loaded), `remove()` before anything else takes over the module's forward (model CPU offload). All
+    graphs share one memory pool: they run one at a time and every output is copied out before the next replay.
+    """
+
+    def __init__(self, module, key: Callable[[], object] = tuple):
+        import torch
+
+        self._module = module
+        self._forward = module.forward
+        self._key = key
+        self._graphs: dict[tuple, tuple] = {}
+        self._pool = torch.cuda.graph_pool_handle()
+        self.captured = 0
+        module.forward = self
+
+    def __call__(self, *args, **kwargs):
+        import torch
+        from torch.utils import _pytree as pytree
+
+        key, leaves, spec = graph_key(args, kwargs, self._key())
+        entry = self._graphs.get(key)
+        if entry is None:
+            output = self._forward(*args, **kwargs)
+            self._graphs[key] = self._capture(leaves, spec)
+            return output
+        inputs, graph, output = entry
+        for static, leaf in zip(inputs, leaves):
+            if isinstance(leaf, torch.Tensor):
+                static.copy_(leaf)
+        graph.replay()
+        return pytree.tree_map(lambda x: x.clone() if isinstance(x, torch.Tensor) else x, output)
+
+    def _capture(self, leaves: list, spec) -> tuple:
+        import torch
+        from torch.utils import _pytree as pytree
+
+        inputs = [leaf.clone() if isinstance(leaf, torch.Tensor) else leaf for leaf in leaves]
+        args, kwargs = pytree.tree_unflatten(inputs, spec)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, pool=self._pool):
+            output = self._forward(*args, **kwargs)
+        self.captured += 1
+        log.debug("captured CUDA graph %d of %s", self.captured, type(self._module).__name__)
+        return inputs, graph, output
+
+    def clear(self) -> None:
+        """Drop every graph, and with them their memory (the next call of each kind warms up and captures again)."""
+        import torch
+
+        self._graphs.clear()
+        self._pool = torch.cuda.graph_pool_handle()
+
+    def remove(self) -> None:
+        """Give the module its own forward back."""
+        self._graphs.clear()
+        self._module.forward = self._forward

@@ -8,8 +8,11 @@ InstantStyle's per-layer scales (the style block only), so the place lends its p
 laying its empty composition over the characters. `sketch` draws from text alone; `draw` adds references; both
 draw one candidate per seed in one batched call. `repair` inpaints one masked region with one reference.
 Adapter scales are restored after every call, so no call leaks state into the next. The UNet's attention
-processors (fused self-attention; masks resized once per call) come from `sdxl_attention`. `sleep` / `wake` move the
-pipelines to CPU memory and back while the director has the GPU (`gpu.one_heavy_model`).
+processors (fused self-attention; masks resized once per call) come from `sdxl_attention`. With `gpu.graph_painter`
+the UNet's forward, adapters included, is replayed from CUDA graphs (`gpu.CudaGraphs`): one per call shape (image
+size, candidates, references) and adapter scales, never per call's masks or embeddings; they are dropped whenever the
+weights move or change. `sleep` / `wake` move the pipelines to CPU memory and back while the director has the GPU
+(`gpu.one_heavy_model`).
 Heavy imports (torch, diffusers) happen when the module is imported; `animagent` never imports it eagerly.
 """
 
@@ -59,7 +62,15 @@ class SDXLPainter:
             use_safetensors=True, local_files_only=True,
         ).to(self._device)
         self._pipe.set_progress_bar_config(disable=True)
-        sdxl_attention.install(self._pipe.unet)
+        self._regions = sdxl_attention.install(self._pipe.unet)
+        self._graphs: gpu.CudaGraphs | None = None
+        if config.gpu.graph_painter:
+            reason = gpu.lever_off(config, "graph_painter")
+            if reason is None:
+                # A graph bakes in the adapter scales (Python floats in the processors): they are part of its key.
+                self._graphs = gpu.CudaGraphs(self._pipe.unet, key=lambda: tuple(str(p.scale) for p in self._regions))
+            else:
+                log.warning(reason)
         self.ladder = gpu.OomLadder("painter", "free the GPU or use --profile lowvram")
         self._inpaint: StableDiffusionXLInpaintPipeline | None = None
         self._adapter_loaded = False
@@ -149,6 +160,8 @@ class SDXLPainter:
         if self._parked or self._offloaded:
             return
         started = time.perf_counter()
+        if self._graphs is not None:
+            self._graphs.clear()  # they hold the weights' GPU addresses, and their own memory
         self._pipe.to("cpu", silence_dtype_warnings=True)  # fp16 on the CPU only waits there, it never runs
         gpu.free_memory()
         self._parked = True
@@ -163,6 +176,9 @@ class SDXLPainter:
         log.info("painter back on %s in %.2f s", self._device, time.perf_counter() - started)
 
     def close(self) -> None:
+        if self._graphs is not None:
+            self._graphs.remove()
+            self._graphs = None
         del self._pipe
         self._inpaint = None
         gpu.free_memory()
@@ -258,6 +274,10 @@ class SDXLPainter:
         return self.ladder.take()
 
     def _offload(self) -> None:
+        if self._graphs is not None:  # offload moves each module on and off the GPU around every forward
+            self._graphs.remove()
+            self._graphs = None
+            log.info("painter: CUDA graphs off, model CPU offload moves the weights from now on")
         self._offloaded = gpu.cpu_offload(self._pipe, self._device)
 
     def _load_adapter(self) -> None:
@@ -270,7 +290,9 @@ class SDXLPainter:
             subfolder=subfolder, weight_name=[weight_name, weight_name],  # characters, setting style
             image_encoder_folder=IP_ADAPTER_ENCODER, local_files_only=True,
         )
-        sdxl_attention.install(self._pipe.unet)  # loading the adapters reset every processor
+        self._regions = sdxl_attention.install(self._pipe.unet)  # loading the adapters reset every processor
+        if self._graphs is not None:
+            self._graphs.clear()  # captured before the adapters' weights and processors existed
         self._adapter_loaded = True
         log.info("loaded %s (two instances) in %.1f s", self._config.painter.ip_adapter, time.perf_counter() - started)
 

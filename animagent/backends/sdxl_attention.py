@@ -5,7 +5,8 @@ Self-attention (attn1) gets one fused QKV matmul. Cross-attention (attn2), where
 except that each reference's mask is resized to a layer's token grid once per call (`RegionMasks`) instead of in
 every one of SDXL's 70 cross-attention layers, for every reference, at every step. Those resizes were a dozen
 small kernels each, ≈ 7 000 launches per step: the H200 waited on the host for 115 of a keyframe step's 181 ms
-(docs/benchmarks.md §4).
+(docs/benchmarks.md §4). `RegionMasks` is a pytree node, so that a CUDA graph of the UNet (`gpu.CudaGraphs`) takes its
+masks as inputs: calls with other masks of the same shapes replay the same graph.
 Heavy imports (torch, diffusers) happen when the module is imported; `animagent` never imports it eagerly.
 """
 
@@ -15,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from diffusers.image_processor import IPAdapterMaskProcessor
 from diffusers.models.attention_processor import Attention, FusedAttnProcessor2_0, IPAdapterAttnProcessor2_0
+from torch.utils import _pytree as pytree
 
 
 class RegionMasks:
@@ -37,6 +39,11 @@ class RegionMasks:
                 for i, scale in enumerate(scales)
             ]
         return self._resized[key]
+
+
+# Flattened to its masks alone: the resized weights are recomputed from them (inside a graph, by the graph).
+pytree.register_pytree_node(RegionMasks, lambda m: (m.masks, None), lambda masks, _: RegionMasks(list(masks)),
+                            serialized_type_name="animagent.RegionMasks")
 
 
 class RegionIPAdapterProcessor(IPAdapterAttnProcessor2_0):
@@ -86,9 +93,9 @@ class RegionIPAdapterProcessor(IPAdapterAttnProcessor2_0):
         return hidden_states / attn.rescale_output_factor
 
 
-def install(unet) -> None:
+def install(unet) -> list[RegionIPAdapterProcessor]:
     """Fused QKV in every self-attention (−2.6 % per step on an H200); in every cross-attention with IP-Adapter
-    weights, the region processor over the same weights. Call again after loading adapters: it resets them."""
+    weights, the region processor over the same weights, returned. Call again after loading adapters: it resets them."""
     processors = {}
     for name, processor in unet.attn_processors.items():
         if isinstance(processor, IPAdapterAttnProcessor2_0):
@@ -104,3 +111,4 @@ def install(unet) -> None:
             if not module.fused_projections:
                 module.fuse_projections()
             module.set_processor(FusedAttnProcessor2_0())
+    return [p for p in processors.values() if isinstance(p, RegionIPAdapterProcessor)]
