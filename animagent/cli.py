@@ -545,6 +545,9 @@ def doctor(profile: str = ProfileOpt, dir_: Optional[Path] = DirOpt, set_: list[
         except MissingError as exc:
             problems += 1
             out.print(f"  [red]missing[/red]  triton   {exc}")
+        for lever in ("graph_painter", "fp8_animator"):  # not a problem: a run switches them off and goes on
+            if (reason := gpu.lever_off(cfg, lever)) is not None:
+                out.print(f"  [yellow]off[/yellow]      {escape(reason)}", soft_wrap=True)  # [fp8] is no markup
         if cfg.director.kind == "vllm" and importlib.util.find_spec("vllm") is None:
             problems += 1
             out.print("  [red]missing[/red]  vllm  fix: pip install 'animagent\\[vllm]'")
