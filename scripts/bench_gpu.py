@@ -18,6 +18,10 @@ memory are real, pictures are noise). Phases (`--phases` picks some, run in the 
              processor (shipped), regional torch.compile; a keyframe and a clip with them (compile time apart)
   fast       the opt-in fast profile (fewer steps and candidates: not the default's quality) on the same script
   attention  SVD-XT's spatial and temporal self-attention at the film's shapes under each SDPA backend alone
+  graphs     gpu.graph_painter: one keyframe alone and a batch of draw.candidates, eager vs the UNet replayed from
+             CUDA graphs, median and spread over 10 draws each, and whether the graphs paint eager's pictures
+  fp8        gpu.fp8_animator: one clip at the default profile's size, fp16 vs FP8 (torchao), compiled as the
+             profile says, median of 3 clips each, peak memory, and how far the FP8 clip is from fp16's
 
 GPU time is the union of the kernels' busy intervals from CUPTI (torch.profiler, CUDA activity only); time
 outside model kernels = stage wall - model loading - kernel time. Writes <out>/summary.json after every phase
@@ -59,7 +63,7 @@ from animagent.weights import model_dir
 
 log = logging.getLogger("bench")
 
-PHASES = ("reference", "pipeline", "naive", "director", "lowvram", "levers", "fast", "attention")
+PHASES = ("reference", "pipeline", "naive", "director", "lowvram", "levers", "fast", "attention", "graphs", "fp8")
 GB = 1e9
 FIELD = 96  # characters of director free text with random weights (see Bench.config)
 CALLS = ("sketch", "draw", "repair", "animate", "director")  # the backend calls timed one by one
@@ -929,6 +933,148 @@ def measure_levers(step: Callable[[], object], repeat: int, levers: list[tuple[s
         log.info("lever %s: %s ms", name, times.get(name))
     return times
 
+GRAPH_CALLS = 10  # timed draws per figure: one keyframe alone swings from 2.9 to 4.8 s call to call (issue 16)
+FP8_CLIPS = 3
+
+
+def phase_graphs(b: Bench) -> dict[str, Any]:
+    """gpu.graph_painter on the full-size painter: one keyframe alone and a batch of draw.candidates, drawn as the
+    draw stage draws them (the first shot's references and masks), eager and then with the UNet replayed from CUDA
+    graphs. Per variant: the load, one untimed draw of each size (where the graph variant captures), GRAPH_CALLS
+    timed draws of each (median and spread: host-bound figures), the graphs captured, peak memory. Then whether the
+    graphs paint eager's pictures, seed for seed: the largest difference of the denoised latents and of the images.
+    A variant that fails keeps the other; a lever this machine cannot run is recorded, not timed."""
+    result: dict[str, Any] = {"calls": GRAPH_CALLS}
+    outputs: dict[str, dict[int, tuple[torch.Tensor, np.ndarray]]] = {}
+    for variant in ("eager", "graph"):
+        try:
+            result[variant], outputs[variant] = graphs_variant(b, graph=variant == "graph")
+        except Exception as exc:  # keep the other variant's figures
+            log.exception("graphs variant %s failed", variant)
+            result[variant] = {"error": f"{type(exc).__name__}: {exc}"[:2000]}
+        reset_peak()
+        log.info("graphs %s: %s", variant, result[variant])
+        b.summary["graphs"] = result  # written after each variant: a run cut short keeps the variant done
+        (b.out / "summary.json").write_text(json.dumps(b.summary, indent=2) + "\n")
+    if outputs.get("eager") and outputs.get("graph"):
+        result["graph_vs_eager"] = {}
+        for n, (latents, images) in outputs["eager"].items():
+            graph_latents, graph_images = outputs["graph"][n]
+            result["graph_vs_eager"][f"batch{n}"] = {
+                "latents_max_abs_diff": float((latents - graph_latents).abs().max()),
+                "latents_max_abs": float(latents.abs().max()),
+                "images_max_abs_diff": int(np.abs(images.astype(np.int16) - graph_images.astype(np.int16)).max()),
+            }
+    return result
+
+
+def graphs_variant(b: Bench, graph: bool) -> tuple[dict[str, Any], dict[int, tuple[torch.Tensor, np.ndarray]]]:
+    from animagent.artifacts import Reference
+    from animagent.backends.painter_sdxl import SDXLPainter
+
+    config = b.config("default", f"gpu.graph_painter={str(graph).lower()}")
+    off = gpu.lever_off(config, "graph_painter")
+    if off is not None and not b.tiny:
+        return {"lever_off": off}, {}
+    reset_peak()
+    mark = b.recorder.mark()
+    painter = SDXLPainter(config, b.root)
+    result: dict[str, Any] = {"lever_off": off, "load_s": round(b.recorder.load_seconds(mark), 2)}
+    latents: list[torch.Tensor] = []  # each draw's denoised latents, as the painter decodes them
+    decode = painter._decode
+    painter._decode = lambda pipe, x: (latents.append(x.float().cpu()), decode(pipe, x))[1]
+    width, height = config.painter.width, config.painter.height
+    shot = b.script.shots()[0]
+    sheet = keyframe_image(b, (width, height))
+    refs = [Reference(image="sheet.png", scale=config.painter.character_scale, box=p.box, layers="all")
+            for p in shot.characters]
+    refs.append(Reference(image="sheet.png", scale=config.painter.setting_scale, layers="style"))
+    prompt = shot_prompt(b.script, shot)
+    outputs: dict[int, tuple[torch.Tensor, np.ndarray]] = {}
+    try:
+        for n in (1, config.draw.candidates):
+            def draw() -> list[Image.Image]:
+                latents.clear()
+                return painter.draw(prompt, refs, [sheet] * len(refs), width, height, seeds=list(range(n)))
+
+            result[f"batch{n}_first_call_s"] = round(wall(draw), 3)  # the adapters load; the graphs capture
+            runs = []
+            for _ in range(GRAPH_CALLS):
+                sync()
+                began = time.perf_counter()
+                images = draw()
+                runs.append(round(time.perf_counter() - began, 3))
+            result[f"batch{n}_s"] = spread(runs)
+            result[f"batch{n}_per_image_s"] = round(statistics.median(runs) / n, 3)
+            outputs[n] = (latents[0], np.stack([np.asarray(image) for image in images]))
+        result["graphs_captured"] = painter._graphs.captured if painter._graphs is not None else 0
+    finally:
+        painter.close()
+    result.update(peak())
+    return result, outputs
+
+
+def phase_fp8(b: Bench) -> dict[str, Any]:
+    """gpu.fp8_animator: one SVD clip at the default profile's size and steps, fp16 and then FP8 (torchao), with
+    gpu.compile_animator as the profile has it. Per variant: the load (quantizing included), the first clip apart
+    (it compiles; run at 2 steps, the same shapes), FP8_CLIPS timed clips (median and spread), peak memory. Then
+    how far the FP8 clip is from fp16's for the same seed (mean and largest pixel difference). A variant that fails
+    keeps the other; a lever this machine cannot run is recorded, not timed."""
+    result: dict[str, Any] = {"clips": FP8_CLIPS}
+    clips: dict[str, np.ndarray | None] = {}
+    for variant in ("fp16", "fp8"):
+        try:
+            result[variant], clips[variant] = fp8_variant(b, fp8=variant == "fp8")
+        except Exception as exc:  # keep the other variant's figures
+            log.exception("fp8 variant %s failed", variant)
+            result[variant] = {"error": f"{type(exc).__name__}: {exc}"[:2000]}
+        reset_peak()
+        log.info("fp8 %s: %s", variant, result[variant])
+        b.summary["fp8"] = result
+        (b.out / "summary.json").write_text(json.dumps(b.summary, indent=2) + "\n")
+    if clips.get("fp16") is not None and clips.get("fp8") is not None:
+        diff = np.abs(clips["fp16"].astype(np.int16) - clips["fp8"].astype(np.int16))
+        result["fp8_vs_fp16"] = {"mean_abs_diff": round(float(diff.mean()), 3), "max_abs_diff": int(diff.max())}
+    return result
+
+
+def fp8_variant(b: Bench, fp8: bool) -> tuple[dict[str, Any], np.ndarray | None]:
+    import torch._dynamo
+
+    from animagent.backends.animator_svd import SVDAnimator
+
+    lever = f"gpu.fp8_animator={str(fp8).lower()}"
+    config = b.config("default", lever)
+    off = gpu.lever_off(config, "fp8_animator")
+    if off is not None and not b.tiny:
+        return {"lever_off": off}, None
+    torch._dynamo.reset()  # each variant compiles afresh: the first clip's time is its own
+    reset_peak()
+    mark = b.recorder.mark()
+    animator = SVDAnimator(config, b.root)
+    result: dict[str, Any] = {"lever_off": off, "compile_animator": config.gpu.compile_animator,
+                              "load_s": round(b.recorder.load_seconds(mark), 2)}
+    image = keyframe_image(b, (config.painter.width, config.painter.height))
+
+    def clip() -> list[Image.Image]:
+        return animator.animate(image, "", "moderate", 1.0, seed=1)
+
+    try:
+        animator._config = b.config("default", lever, "animator.steps=2")
+        result["first_clip_2_steps_s"] = round(wall(clip), 2)  # compiles
+        animator._config = config
+        runs = []
+        for _ in range(FP8_CLIPS):
+            sync()
+            began = time.perf_counter()
+            frames = clip()
+            runs.append(round(time.perf_counter() - began, 3))
+        result["clip_s"] = spread(runs)
+    finally:
+        animator.close()
+    result.update(peak())
+    return result, np.stack([np.asarray(frame) for frame in frames])
+
 
 # --- summary ------------------------------------------------------------------------------------------------
 
@@ -945,6 +1091,12 @@ def derive(summary: dict[str, Any]) -> dict[str, Any]:
     if "clip_s" in levers.get("svd", {}):
         out["clip_s"] = levers["svd"]["clip_s"]  # one clip, eager: the lever's baseline (shipped: clip_compiled_s)
         out["clip_compiled_s"] = levers["svd"].get("clip_compiled_s")
+    for variant in ("eager", "graph"):  # the graphs phase: keyframes_eager_batch1_s, ...
+        figures = summary.get("graphs", {}).get(variant, {})
+        out.update({f"keyframes_{variant}_{k}": v["median"] for k, v in figures.items() if isinstance(v, dict)})
+    for variant in ("fp16", "fp8"):
+        if "clip_s" in summary.get("fp8", {}).get(variant, {}):
+            out[f"clip_{variant}_s"] = summary["fp8"][variant]["clip_s"]["median"]
     if "stages" in film:
         draws = film["stages"]["draw"]["calls"].get("draw", [])
         clips = film["stages"]["animate"]["calls"].get("animate", [])
@@ -999,7 +1151,7 @@ def environment() -> dict[str, Any]:
     info: dict[str, Any] = {
         "python": platform.python_version(),
         "packages": {n: v(n) for n in ("torch", "diffusers", "transformers", "accelerate", "xgrammar", "av",
-                                       "safetensors", "tokenizers", "pillow", "numpy")},
+                                       "safetensors", "tokenizers", "pillow", "numpy", "torchao")},
         "cpu_count": os.cpu_count(),
     }
     if torch.cuda.is_available():
@@ -1057,7 +1209,7 @@ def main() -> None:
     )
     runners = {"reference": phase_reference, "pipeline": phase_pipeline, "naive": phase_naive,
                "director": phase_director, "lowvram": phase_lowvram, "levers": phase_levers, "fast": phase_fast,
-               "attention": phase_attention}
+               "attention": phase_attention, "graphs": phase_graphs, "fp8": phase_fp8}
     for phase in phases:  # in the order given
         log.info("phase %s", phase)
         began = time.perf_counter()
