@@ -7,17 +7,20 @@ it. The stages ask for a role right before each use, so a resumed run whose step
 parks the other in CPU memory first — parking, not releasing: draw and review alternate the two shot by shot (and
 repair round by round), and a move across PCIe costs less than a load from disk. When a role is released for good
 is the recipe's schedule (studio.RELEASE_AFTER), written as data beside it. `ids(*roles)` names the models a role
-loads, with their revisions, for the step keys. `map(fn, calls)` runs the stages' independent tasks (a clip
-candidate, a cast item's sketches, their scores) here or, with cluster.kind ray, on GPU workers that each hold
-models of their own (cluster.py). This module owns kinds → backend classes; nothing else branches on a kind.
+loads, with their revisions, for the step keys. `submit(fn, calls)` starts the stages' independent tasks (a clip
+candidate, a cast item's sketches, their scores) and `map(fn, calls)` gives their results in order: with
+cluster.kind local each task runs here when its result is taken, with kind ray on GPU workers that each hold models
+of their own (cluster.py), started at once. This module owns kinds → backend classes; nothing else branches on a
+kind.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 
 from animagent import gpu
 from animagent.backends.motion import TABLES
@@ -123,6 +126,16 @@ def _animator_paints(config: Config) -> bool:
     return config.animator.kind == "animatediff"
 
 
+class Pending(Generic[R]):
+    """A submitted task's result, taken once with `result()`: computed then (cluster.kind local) or waited for."""
+
+    def __init__(self, take: Callable[[], R]):
+        self._take = take
+
+    def result(self) -> R:
+        return self._take()
+
+
 class Models:
     """The backends of one run, loaded on first use. `loaded` starts it with backends already built (tests)."""
 
@@ -130,7 +143,7 @@ class Models:
         self.config = config
         self.logs = logs
         self._loaded: dict[Role, Any] = dict(loaded or {})
-        self._pool: RayPool | None = None  # cluster.kind ray: the GPU workers, started by the first `map`
+        self._pool: RayPool | None = None  # cluster.kind ray: the GPU workers (`start`)
 
     @overload
     def get(self, role: Literal["director"]) -> Director: ...
@@ -157,17 +170,28 @@ class Models:
     def loaded(self, role: Role) -> bool:
         return role in self._loaded
 
-    def map(self, fn: Callable[..., R], calls: Sequence[tuple]) -> Iterator[R]:
-        """`fn(models, *call)` for each call, the results in the order of `calls`: here, one after the other as
-        they are consumed (cluster.kind local), or on the cluster's GPU workers, all at once, each with models
-        of its own (kind ray, cluster.py). `fn` is a module-level function that needs nothing but models."""
-        if self.config.cluster.kind == "local":
-            return (fn(self, *call) for call in calls)
-        if self._pool is None:
+    def start(self) -> None:
+        """With cluster.kind ray: connect and start the workers now, before any work, so that a node without the
+        weights (exit 4) or with a GPU too small for the config (exit 5) stops the run first. Local: nothing."""
+        if self.config.cluster.kind == "ray" and self._pool is None:
             from animagent.cluster import RayPool
 
             self._pool = RayPool(self.config, self.logs)
-        return self._pool.map(fn, calls)
+            self._pool.start()
+
+    def submit(self, fn: Callable[..., R], calls: Sequence[tuple]) -> list[Pending[R]]:
+        """`fn(models, *call)` for each call, without waiting: with cluster.kind local each one runs here when its
+        result is taken (so nothing loads before that), with kind ray all of them go to the GPU workers now, each
+        worker with models of its own (cluster.py). `fn` is a module-level function that needs nothing but
+        models."""
+        if self.config.cluster.kind == "local":
+            return [Pending(functools.partial(fn, self, *call)) for call in calls]
+        self.start()
+        return self._pool.submit(fn, calls)  # type: ignore[union-attr]
+
+    def map(self, fn: Callable[..., R], calls: Sequence[tuple]) -> Iterator[R]:
+        """The results of `submit(fn, calls)`, in the order of `calls`."""
+        return (pending.result() for pending in self.submit(fn, calls))
 
     def release(self, *roles: Role) -> None:
         for role in roles:
@@ -190,9 +214,14 @@ class Models:
 
     def settings(self, role: Literal["animator"]) -> dict[str, Any]:
         """The config the animator renders with, for its step key: its own section (less what the animate stage
-        decides: top_k, frames_shown) and, for an animator on the painter's SDXL, the painter's."""
+        decides: top_k, frames_shown), for an animator on the painter's SDXL the painter's, and FP8 where
+        `gpu.fp8_animator` runs."""
         animator = self.config.animator.model_dump(mode="json", exclude={"top_k", "frames_shown"})
-        return {"animator": animator, "painter": self.config.painter if _animator_paints(self.config) else None}
+        settings = {"animator": animator, "painter": self.config.painter if _animator_paints(self.config) else None}
+        if (self.config.animator.kind == "svd" and self.config.gpu.fp8_animator
+                and gpu.lever_off(self.config, "fp8_animator") is None):
+            settings["fp8"] = True  # FP8 clips differ from fp16's; keys without it stay as they were
+        return settings
 
     def motion(self, motion: Motion) -> dict[str, Any]:
         """The animator's parameters for a motion class, as recorded in motion.json and the step keys (no load)."""

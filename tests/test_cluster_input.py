@@ -80,3 +80,34 @@ def test_local_kind_maps_in_order_lazily_and_never_imports_ray():
     )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr[-500:]
+
+
+def test_a_worker_s_gpu_too_small_for_the_profile_names_the_node_and_a_profile_that_fits():
+    from animagent.cluster import check_memory
+    from animagent.config import load_config
+    from animagent.errors import ResourceError
+
+    check_memory(load_config("default"), "10.0.0.7", int(80e9))  # an 80 GB card holds the default profile
+    check_memory(load_config("tiny"), "10.0.0.7", int(1e9))  # the tiny profile asks nothing of a GPU
+    with pytest.raises(ResourceError) as exc:
+        check_memory(load_config("default"), "10.0.0.7", int(24e9))
+    message = str(exc.value)
+    assert "Ray node 10.0.0.7" in message and "24.0 GB" in message and "48 GB" in message
+    assert "--profile lowvram" in message and exc.value.exit_code == 5
+    with pytest.raises(ResourceError, match="no profile fits it"):
+        check_memory(load_config("lowvram"), "10.0.0.8", int(12e9))
+
+
+def test_the_workers_start_before_any_work(tiny_all, tmp_path, monkeypatch):
+    """A node found wanting when the workers start (here: its weights) stops the run before the plan is made."""
+    from animagent.errors import MissingError
+    from animagent.models import Models
+    from animagent.runs import make_film
+
+    def start(self):
+        raise MissingError("Ray node 10.0.0.9: tiny/sdxl_base is not on this node")
+
+    monkeypatch.setattr(Models, "start", start)
+    with pytest.raises(MissingError, match="Ray node 10.0.0.9"):
+        make_film(None, profile="tiny", out=tmp_path / "run", overrides=[f"weights.root={tiny_all}"], script=SCRIPT)
+    assert not (tmp_path / "run" / "logs" / "events.jsonl").exists()  # no stage began
