@@ -1,12 +1,14 @@
-"""The orchestrator. `Studio.run()` is the recipe: plan → cast → draw ⇄ review → speak → animate → assemble → eval.
+"""The orchestrator. `Studio.run()` is the recipe: plan → cast → speak → draw ⇄ review (→ animate) → assemble → eval.
 
 Stage-major where the story allows it: each heavy model loads once per pass and is released when the next pass
 no longer needs it (the director plans everything; the painter draws every sheet's candidates, then the director
 picks them all; the animator renders every clip with the director released). Draw and review alternate shot by
 shot, because DreamFactory's keyframe iteration draws each shot with descriptions of the keyframes accepted
-before it, so during that pass the painter, the director, CLIP and SAM are all resident. What leaves the GPU after
-each pass is RELEASE_AFTER, written as data beside the recipe; loading on first use, parking for lowvram and the
-model ids of step keys are models.py's.
+before it, so during that pass the painter, the director, CLIP and SAM are all resident. Each accepted keyframe's
+motion is chosen then and its clips handed to the animator (Models.submit): with cluster.kind ray they render on
+other GPUs while the next shot is drawn, so the stage-major order becomes a pipeline; with kind local they render
+after the pass. What leaves the GPU after each pass is RELEASE_AFTER, written as data beside the recipe; loading on
+first use, parking for lowvram, the model ids of step keys and where tasks run are models.py's.
 This module owns the order and the context the stages share; what each stage computes lives in
 animagent/stages/, what each command does to a run folder (make, resume, rerender, evaluate, verify) in runs.py.
 """
@@ -17,7 +19,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from animagent import gpu
-from animagent.artifacts import Cast, Clip, ClipCandidates, Film, Keyframe, MotionChoice, Narration, Script, Takes
+from animagent.artifacts import Cast, Clip, ClipCandidates, Film, Keyframe, Narration, Script, Takes
 from animagent.config import Config
 from animagent.models import Models, Role
 from animagent.runfolder import RunFolder
@@ -43,12 +45,11 @@ STORY, CONFIG, TAKES = "story.txt", "config.yaml", "takes.json"
 __all__ = ["CONFIG", "RELEASE_AFTER", "SCRIPT", "STORY", "TAKES", "Studio", "read_takes"]
 
 # The release schedule (diffusers' model_cpu_offload_seq, for a film): the models that leave the GPU after each
-# pass. The cast's sheets are drawn before the director is asked again; the animator renders alone.
+# pass. The cast's sheets are drawn before the director is asked again; the animator renders alone (kind local).
 RELEASE_AFTER: dict[str, tuple[Role, ...]] = {
     "plan": ("director",),
-    "draw": ("painter", "segmenter"),
     "speak": ("voice",),
-    "motion": ("director",),
+    "draw": ("painter", "segmenter", "director"),
     "render": ("animator",),
 }
 
@@ -74,21 +75,24 @@ class Studio:
             ensure_present(self.config)  # fail before minutes of work, naming the model and the fix
             gpu.check_compile(self.config)
             try:
+                # 0. with cluster.kind ray: the GPU workers start, each checking its node's weights and memory
+                self.models.start()
                 # 1. plan: the story becomes a validated script (director)
                 script = self.plan()
                 # 2. cast: candidate sheets per character and setting, the director picks one of each; library
                 #    characters are reused (painter, director)
                 sheets = self.cast(script)
-                # 3-4. draw and review, shot by shot: the sheets go into memory; each shot's candidates are
-                #    drawn, reviewed, repaired and one is chosen (painter, director, CLIP, SAM)
-                keyframes = self.draw(script, sheets)
-                # 4b. speak: the director casts a voice for the narrator and each character (script.json), each
-                #    shot's narration is spoken and the shot fitted to its speech (director, voice)
+                # 3. speak: the director casts a voice for the narrator and each character (script.json), each
+                #    shot's narration is spoken and the shot fitted to its speech: that length is what is animated
+                #    (director, voice)
                 script, narration = self.speak(script) if self.config.assemble.voice else (script, None)
-                # 5. animate: the director picks each shot's motion, the animator renders candidate clips as long
-                #    as the shots, the best-scored go to the director (director, animator, CLIP, DINOv2)
-                motions = self.motion(script, keyframes)
-                rendered = self.render(script, keyframes, motions, narration)
+                # 4. draw and review, shot by shot: the sheets go into memory; each shot's candidates are drawn,
+                #    reviewed, repaired and one is chosen; the director picks its motion and its candidate clips
+                #    go to the animator, on other GPUs at once with cluster.kind ray (painter, director, CLIP, SAM)
+                keyframes, submitted = self.draw(script, sheets, narration)
+                # 5. animate: the candidate clips as long as the shots are taken in film order (animator); the
+                #    best-scored go to the director (CLIP, DINOv2, director)
+                rendered = self.render(submitted)
                 clips = self.choose(script, rendered)
                 # 6. assemble: film.mp4 with the narration and subtitles, film.srt, storyboard.png
                 film = self.assemble(script, keyframes, clips, narration)
@@ -108,31 +112,32 @@ class Studio:
     def cast(self, script: Script) -> Cast:
         return self._done("cast", cast.cast(self.ctx, script))
 
-    def draw(self, script: Script, sheets: Cast) -> list[Keyframe]:
-        """3-4. The keyframes, drawn and reviewed shot by shot in film order: DreamFactory's keyframe iteration
+    def draw(self, script: Script, sheets: Cast,
+             narration: Narration | None = None) -> tuple[list[Keyframe], list[animate.Submitted]]:
+        """4. The keyframes, drawn and reviewed shot by shot in film order: DreamFactory's keyframe iteration
         draws each shot with the base description of the first accepted keyframe and the context description of
         the previous one, so a shot is reviewed before the next is drawn. The memory the review scores identity
-        against is made first, from `sheets`: the references the shots are drawn with."""
+        against is made first, from `sheets`: the references the shots are drawn with. Each accepted keyframe's
+        motion is chosen and its candidate clips submitted (taken by `render`)."""
         cast.remember(self.ctx, sheets)
         shots = script.shots()
         keyframes: list[Keyframe] = []
+        submitted: list[animate.Submitted] = []
         for n, shot in enumerate(shots):
             self.ctx.progress("draw", n, len(shots))
             candidates = draw.draw(self.ctx, script, sheets, shot, keyframes)
             keyframes.append(review.review(self.ctx, script, sheets, shot, candidates, keyframes))
+            motion = animate.choose_motion(self.ctx, script, keyframes[-1])
+            submitted.append(animate.submit(self.ctx, script, keyframes[-1], motion, narration))
         self.ctx.progress("draw", len(shots), len(shots))
-        return self._done("draw", keyframes)
+        return self._done("draw", (keyframes, submitted))
 
     def speak(self, script: Script) -> tuple[Script, Narration]:
         script = speak.cast_voices(self.ctx, script)
         return script, self._done("speak", speak.speak(self.ctx, script))
 
-    def motion(self, script: Script, keyframes: list[Keyframe]) -> list[MotionChoice]:
-        return self._done("motion", animate.choose_motions(self.ctx, script, keyframes))
-
-    def render(self, script: Script, keyframes: list[Keyframe], motions: list[MotionChoice],
-               narration: Narration | None = None) -> list[ClipCandidates]:
-        return self._done("render", animate.render(self.ctx, script, keyframes, motions, narration))
+    def render(self, submitted: list[animate.Submitted]) -> list[ClipCandidates]:
+        return self._done("render", animate.render(self.ctx, submitted))
 
     def choose(self, script: Script, rendered: list[ClipCandidates]) -> list[Clip]:
         return self._done("choose", animate.choose_clips(self.ctx, script, rendered))

@@ -383,9 +383,6 @@ def run_film(b: Bench, profile: str, label: str) -> dict[str, Any]:
         def draw(self, *args):
             return timed("draw", lambda: super(TimedStudio, self).draw(*args))
 
-        def motion(self, *args):
-            return timed("motion", lambda: super(TimedStudio, self).motion(*args))
-
         def render(self, *args):
             return timed("render", lambda: super(TimedStudio, self).render(*args))
 

@@ -57,3 +57,12 @@ def tiny_all(tiny_model) -> Path:
     for name in MODELS:
         tiny_model(name)
     return tiny_model.root
+
+
+@pytest.fixture(scope="session")
+def ray_address():
+    """The GCS address of a Ray head of this machine with two logical GPUs (tests/raycluster.py), started once for
+    every cluster test that joins it."""
+    from tests import raycluster
+
+    yield from raycluster.head()

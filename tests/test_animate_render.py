@@ -56,7 +56,8 @@ def _render(run: RunFolder, animator: FakeAnimator) -> None:
     keyframe = Keyframe(shot=SHOT, image=f"keyframes/{SHOT}.png", prompt="a fox on a hill", seed=1)
     motion = MotionChoice(shot=SHOT, planned="gentle", motion="gentle", reason="calm",
                           parameters=dataclasses.asdict(SVD["gentle"]))
-    animate.render(context(run, CONFIG, animator=animator), SCRIPT, [keyframe], [motion])
+    ctx = context(run, CONFIG, animator=animator)
+    animate.render(ctx, [animate.submit(ctx, SCRIPT, keyframe, motion)])
 
 
 def _log_encodes(monkeypatch, events: list[tuple[str, int]], fail_at: int | None = None, before=None) -> None:

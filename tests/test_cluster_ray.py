@@ -1,6 +1,6 @@
 """cluster.kind ray on a real Ray cluster of this machine (CPU, two logical GPUs, 127.0.0.1): the tiny film is
-byte-identical to the local one, two workers render at the same time, a worker killed during animate is replaced
-and a killed driver resumes, both to the same bytes. Skipped where Ray is not installed (pip install
+byte-identical to the local one, two workers render at the same time, the first shot renders while the second is
+drawn, a worker killed during a render is replaced and a killed driver resumes, both to the same bytes. Skipped where Ray is not installed (pip install
 'animagent[ray]')."""
 
 from __future__ import annotations
@@ -18,36 +18,13 @@ import pytest
 
 from animagent.runfolder import RunFolder
 from animagent.runs import make_film
+from tests.raycluster import ENV
 
 # Found, not imported: the drivers and workers are subprocesses, and this one stays free of Ray's state.
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("ray") is None,
                                 reason="Ray is not installed: pip install 'animagent[ray]' to run the cluster tests")
 
 SCRIPT = "tests/data/two_shots.json"
-# A head of its own, started and stopped by this module: a driver that keeps the cluster up until stdin closes.
-HEAD = """
-import sys, ray
-ray.init(address="local", num_gpus=2, num_cpus=2, include_dashboard=False, logging_level="ERROR")
-print(ray.get_runtime_context().gcs_address, flush=True)
-sys.stdin.read()
-ray.shutdown()
-"""
-# Every process of the test cluster: loopback addresses only (Ray's single-machine mode), no token to share.
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "disabled",
-       "RAY_USAGE_STATS_ENABLED": "0"}
-
-
-@pytest.fixture(scope="module")
-def address() -> str:
-    started = time.perf_counter()
-    head = subprocess.Popen([sys.executable, "-c", HEAD], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                            env=ENV)
-    gcs = head.stdout.readline().strip()
-    assert gcs.startswith("127.0.0.1:"), gcs
-    print(f"Ray head up in {time.perf_counter() - started:.1f} s at {gcs}")
-    yield gcs
-    head.stdin.close()
-    head.wait(timeout=60)
 
 
 @pytest.fixture(scope="module")
@@ -73,22 +50,22 @@ def _events(run_dir: Path, kind: str) -> list[dict]:
     return [e for e in map(json.loads, lines) if e["event"] == kind]
 
 
-def _wait_for_animate(proc: subprocess.Popen, out: Path) -> None:
-    """Until the animate stage has handed its renders out (its first progress event)."""
-    while not any(e["stage"] == "animate" for e in _events(out, "progress")):
+def _wait_for_renders(proc: subprocess.Popen, out: Path) -> None:
+    """Until the first shot's renders are handed out (they follow its motion step at once)."""
+    while not any(e["step"].startswith("motion/") for e in _events(out, "step")):
         assert proc.poll() is None, proc.stderr.read()[-800:]
         time.sleep(0.02)
 
 
 @pytest.fixture(scope="module")
-def killed_worker(tiny_all, address, tmp_path_factory) -> Path:
-    """The tiny film on two workers, one of them killed -9 once the animate stage has handed out its renders
-    (one run serves three tests: Ray's start on two cores is slow)."""
+def killed_worker(tiny_all, ray_address, tmp_path_factory) -> Path:
+    """The tiny film on two workers, one of them killed -9 once the first shot's renders are handed out (one run
+    serves four tests: Ray's start on two cores is slow)."""
     out = tmp_path_factory.mktemp("ray") / "run"
     started = time.perf_counter()
-    proc = subprocess.Popen(_argv(out, tiny_all, address), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    proc = subprocess.Popen(_argv(out, tiny_all, ray_address), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=ENV)
-    _wait_for_animate(proc, out)
+    _wait_for_renders(proc, out)
     os.kill(_events(out, "worker")[0]["pid"], signal.SIGKILL)  # its renders are in flight or queued on it
     _, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 0, stderr[-800:]
@@ -108,26 +85,33 @@ def test_two_logical_gpus_work_at_the_same_time(killed_worker):
     overlaps = [(a, b) for a in tasks for b in tasks
                 if a["worker"] < b["worker"] and a["started"] < b["ended"] and b["started"] < a["ended"]]
     assert overlaps, tasks  # both workers were working at the same moment (the cast's sketches at least)
-    assert {e["fn"].rsplit(".", 1)[1] for e in tasks} == {"sketch", "render_clip", "score_candidate"}
+    assert {e["fn"].rsplit(".", 1)[1] for e in tasks} == {
+        "sketch", "render_clip", "score_candidate", "keyframe_features", "measure_shot", "character_identity"}
+
+
+def test_the_first_shot_renders_while_the_second_is_drawn(killed_worker):
+    drawn = max(e["time"] for e in _events(killed_worker, "progress") if e["stage"] == "draw")  # the last shot's
+    renders = [e for e in _events(killed_worker, "task") if e["fn"].endswith("render_clip")]
+    assert min(e["started"] for e in renders) < drawn, (renders, drawn)
 
 
 def test_a_killed_worker_s_renders_go_to_the_other_and_nothing_is_recorded_twice(killed_worker):
     retries = _events(killed_worker, "retry")
     assert retries and {r["worker"] for r in retries} == {0} and {r["attempt"] for r in retries} == {1}
     renders = [e for e in _events(killed_worker, "task") if e["fn"].endswith("render_clip")]
-    assert sorted(e["call"] for e in renders) == [0, 1, 2, 3]  # 2 shots × 2 candidates, each rendered once
-    assert {e["worker"] for e in renders if e["call"] in {r["call"] for r in retries}} == {1}
+    assert len({e["task"] for e in renders}) == len(renders) == 4  # 2 shots × 2 candidates, each rendered once
+    assert {e["worker"] for e in renders if e["task"] in {r["task"] for r in retries}} == {1}
     steps = [e["step"] for e in _events(killed_worker, "step")]
     assert len(steps) == len(set(steps)) and {"animate/s01_k1", "animate/s01_k2"} <= set(steps)
 
 
-def test_the_driver_killed_during_animate_resumes_to_the_same_film(golden, tiny_all, tmp_path):
+def test_the_driver_killed_during_a_render_resumes_to_the_same_film(golden, tiny_all, tmp_path):
     """With address auto: the driver starts a Ray of its own (2 logical GPUs), which dies with it; the resumed run
     (config.yaml says auto) starts another."""
     out = tmp_path / "ray"
     argv = [*_argv(out, tiny_all, "auto"), "--set", "cluster.gpus=2"]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
-    _wait_for_animate(proc, out)
+    _wait_for_renders(proc, out)
     proc.kill()
     proc.communicate(timeout=60)
     assert "assemble" not in RunFolder(out).manifest.steps

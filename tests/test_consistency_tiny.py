@@ -156,7 +156,9 @@ def test_a_finished_run_loads_no_model_and_memory_is_read_only_when_needed(force
     monkeypatch.setattr(memory.Memory, "load", refuse)
     studio = Studio(open_run(run.root), run.root)
     script = studio.plan()
-    keyframes = studio.draw(script, studio.cast(script))
+    sheets = studio.cast(script)
     script, narration = studio.speak(script)  # voices cast and every shot spoken: nothing is asked or said again
-    clips = studio.choose(script, studio.render(script, keyframes, studio.motion(script, keyframes), narration))
+    keyframes, submitted = studio.draw(script, sheets, narration)
+    assert all(s.renders == [] for s in submitted)  # no render handed to the animator
+    clips = studio.choose(script, studio.render(submitted))
     assert [c.video for c in clips] == [f"clips/{s.id}.mp4" for s in SCRIPT.shots()]

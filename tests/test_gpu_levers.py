@@ -220,3 +220,17 @@ def test_graph_painter_on_cuda_replays_the_eager_images(painter_root):
     _draw(painter)
     assert painter._graphs.captured == 2
     painter.close()
+
+
+def test_fp8_enters_the_animate_step_key_only_where_it_runs(monkeypatch):
+    from pathlib import Path
+
+    from animagent import gpu
+    from animagent.config import load_config
+    from animagent.models import Models
+
+    fast, default = load_config("fast"), load_config("default")
+    assert fast.gpu.fp8_animator and "fp8" not in Models(fast, Path(".")).settings("animator")  # no GPU here
+    monkeypatch.setattr(gpu, "lever_off", lambda config, lever: None)  # a GPU with FP8 matmuls and torchao
+    assert Models(fast, Path(".")).settings("animator")["fp8"] is True
+    assert "fp8" not in Models(default, Path(".")).settings("animator")  # keys of runs without FP8 unchanged

@@ -1,16 +1,18 @@
 """Stage 5, animate: one clip per shot from its keyframe — the director chooses the motion, the animator renders
 `animator.candidates` clips, they are scored, and the director picks among the best `animator.top_k`.
 
-Three passes over the shots, stage-major (each model loads once; the studio's release schedule frees the director
-while the animator renders):
-  1. `choose_motions` (director, step `motion/<shot>`): with the keyframe in view, the director picks the shot's
-     motion class (task `motion`; the script's planned motion is its hint). The animator's own table (motion.py)
-     maps the class to its settings, recorded in motion.json (SVD: motion_bucket_id, noise_aug_strength, fps).
-  2. `render` (animator, step `animate/<shot>`): one clip per seed, seeds from (run seed, shot, candidate, take),
-     as long as the shot (its length fitted to its speech when there is a `Narration`, else the script's);
-     each clip is encoded on one worker thread while the next renders, and the step is recorded once all are
-     written. Each candidate's render is a task (`render_clip`, Models.map): with cluster.kind ray every shot's
-     candidates go to the GPU workers at once, and come back in film order.
+Shot by shot as the keyframes are accepted, then two passes over the shots:
+  1. `choose_motion` (director, step `motion/<shot>`), right after the shot's keyframe is accepted (the director is
+     loaded for the review then): with the keyframe in view, the director picks the shot's motion class (task
+     `motion`; the script's planned motion is its hint). The animator's own table (motion.py) maps the class to its
+     settings, recorded in motion.json (SVD: motion_bucket_id, noise_aug_strength, fps). `submit` then hands the
+     shot's candidate renders to the animator: one `render_clip` task per seed (Models.submit), seeds from (run
+     seed, shot, candidate, take), as long as the shot (its length fitted to its speech when there is a
+     `Narration`, else the script's). With cluster.kind ray they start at once on the GPU workers, so shot t
+     renders while shot t + 1 is drawn; with kind local they run when taken in `render`, after the draw pass, so
+     the animator still loads alone.
+  2. `render` (animator, step `animate/<shot>`): the candidates are taken in film order; each clip is encoded on one
+     worker thread while the next is taken, and the step is recorded once all are written.
   3. `choose_clips` (CLIP, DINOv2, director, step `choose/<shot>`): each candidate is scored with scoring.py's
      formulas — VBench subject consistency on DINOv2 frame features and background consistency on CLIP frame
      features, motion magnitude, and the largest frame-change z-score (a spike above scoring.SPIKE_Z is a
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -42,84 +45,94 @@ from animagent.artifacts import (
     MotionChoice,
     Narration,
     Script,
+    Shot,
 )
 from animagent.config import Config
 from animagent.runfolder import RunFolder
-from animagent.stages import Context, ask_pick
+from animagent.stages import Context, Step, ask_pick
 from animagent.tasks import MotionDecision
 
 if TYPE_CHECKING:
     from PIL import Image
 
     from animagent.backends import Embedder, ImageEncoder
-    from animagent.models import Models
+    from animagent.models import Models, Pending
 
 RULE = "no spike, then moves (unless the motion is still), then mean of subject and background consistency"
 
 
-def choose_motions(ctx: Context, script: Script, keyframes: list[Keyframe]) -> list[MotionChoice]:
+def choose_motion(ctx: Context, script: Script, keyframe: Keyframe) -> MotionChoice:
+    """The motion of the shot whose keyframe was just accepted (director, step `motion/<shot>`)."""
     run, config = ctx.run, ctx.config
-    choices = []
-    for n, keyframe in enumerate(keyframes):
-        ctx.progress("motion", n, len(keyframes))
-        shot = script.shot(keyframe.shot)
-        json_rel = f"clips/{shot.id}/motion.json"
-        seed = ctx.seed("motion", shot.id)
-        step = ctx.step(f"motion/{shot.id}", keyframe=run.sha(keyframe.image), description=shot.description,
-                        planned=shot.motion, kind=config.animator.kind, director=config.director_key(),
-                        models=ctx.models.ids("director"), seed=seed)
-        if step.todo:
-            reply = ctx.models.get("director").ask(
-                "motion", {"description": shot.description, "planned": shot.motion}, MotionDecision,
-                images=[run.read_image(keyframe.image)], seed=seed,
-            )
-            run.write_model(json_rel, MotionChoice(
-                shot=shot.id, planned=shot.motion, motion=reply.motion, reason=reply.reason.strip(),
-                parameters=ctx.models.motion(reply.motion),
-            ))
-            step.record([json_rel])
-        choices.append(run.read_model(json_rel, MotionChoice))
-    ctx.progress("motion", len(keyframes), len(keyframes))
-    return choices
-
-
-def render(
-    ctx: Context, script: Script, keyframes: list[Keyframe], motions: list[MotionChoice],
-    narration: Narration | None = None,
-) -> list[ClipCandidates]:
-    run, config = ctx.run, ctx.config
-    shots = []
-    for keyframe, motion in zip(keyframes, motions):
-        shot = script.shot(keyframe.shot)
-        take = ctx.takes.animate.get(shot.id, 0)
-        seeds = [ctx.seed("animate", shot.id, str(i), take=take) for i in range(config.animator.candidates)]
-        duration_s = narration.shot(shot.id).duration_s if narration is not None else shot.duration_s
-        step = ctx.step(
-            f"animate/{shot.id}", keyframe=run.sha(keyframe.image), prompt=keyframe.prompt, duration_s=duration_s,
-            motion=motion.parameters, seeds=seeds, animator=ctx.models.settings("animator"),
-            crf=config.assemble.crf, preset=config.assemble.preset, models=ctx.models.ids("animator"),
+    shot = script.shot(keyframe.shot)
+    json_rel = f"clips/{shot.id}/motion.json"
+    seed = ctx.seed("motion", shot.id)
+    step = ctx.step(f"motion/{shot.id}", keyframe=run.sha(keyframe.image), description=shot.description,
+                    planned=shot.motion, kind=config.animator.kind, director=config.director_key(),
+                    models=ctx.models.ids("director"), seed=seed)
+    if step.todo:
+        reply = ctx.models.get("director").ask(
+            "motion", {"description": shot.description, "planned": shot.motion}, MotionDecision,
+            images=[run.read_image(keyframe.image)], seed=seed,
         )
-        shots.append((shot, keyframe, motion, seeds, duration_s, step))
-    # One task per candidate of every shot still to render, in film order: here they run one by one as the loop
-    # below consumes them; on a cluster they are all handed to the GPU workers at once.
-    todo = [(run.read_image(k.image), k.prompt, m.motion, d, seed) for _, k, m, seeds, d, step in shots if step.todo
-            for seed in seeds]
-    renders = ctx.models.map(render_clip, todo)
+        run.write_model(json_rel, MotionChoice(
+            shot=shot.id, planned=shot.motion, motion=reply.motion, reason=reply.reason.strip(),
+            parameters=ctx.models.motion(reply.motion),
+        ))
+        step.record([json_rel])
+    return run.read_model(json_rel, MotionChoice)
+
+
+@dataclass
+class Submitted:
+    """One shot's candidate clips, handed to the animator (`submit`) and not yet written (`render`)."""
+
+    shot: Shot
+    motion: MotionChoice
+    seeds: list[int]
+    step: Step
+    renders: list[Pending[tuple[list[Image.Image], list[str]]]]  # one per seed; none when the step is done
+
+
+def submit(ctx: Context, script: Script, keyframe: Keyframe, motion: MotionChoice,
+           narration: Narration | None = None) -> Submitted:
+    """Hand the shot's candidate renders to the animator (a `render_clip` task each, Models.submit): with
+    cluster.kind ray they start on the GPU workers now, while the next shot is drawn; with kind local each runs
+    when `render` takes it. Nothing is submitted when the shot's step is already done."""
+    run, config = ctx.run, ctx.config
+    shot = script.shot(keyframe.shot)
+    take = ctx.takes.animate.get(shot.id, 0)
+    seeds = [ctx.seed("animate", shot.id, str(i), take=take) for i in range(config.animator.candidates)]
+    duration_s = narration.shot(shot.id).duration_s if narration is not None else shot.duration_s
+    step = ctx.step(
+        f"animate/{shot.id}", keyframe=run.sha(keyframe.image), prompt=keyframe.prompt, duration_s=duration_s,
+        motion=motion.parameters, seeds=seeds, animator=ctx.models.settings("animator"),
+        crf=config.assemble.crf, preset=config.assemble.preset, models=ctx.models.ids("animator"),
+    )
+    calls = [(run.read_image(keyframe.image), keyframe.prompt, motion.motion, duration_s, seed) for seed in seeds]
+    return Submitted(shot, motion, seeds, step, ctx.models.submit(render_clip, calls) if step.todo else [])
+
+
+def render(ctx: Context, submitted: list[Submitted]) -> list[ClipCandidates]:
+    """Each shot's candidate clips, taken in film order as they finish and written to clips/<shot>/candidates/
+    (step `animate/<shot>`)."""
+    run, config = ctx.run, ctx.config
     rendered = []
-    for n, (shot, keyframe, motion, seeds, duration_s, step) in enumerate(shots):
-        ctx.progress("animate", n, len(shots))
+    for n, shot_renders in enumerate(submitted):
+        ctx.progress("animate", n, len(submitted))
+        shot, motion, step = shot_renders.shot, shot_renders.motion, shot_renders.step
         folder, json_rel = f"clips/{shot.id}/candidates", f"clips/{shot.id}/candidates.json"
         if step.todo:
             step.started = time.perf_counter()  # the shot's own share of the stage's time, renders included
             fps = motion.parameters["fps"]
             clips, ladder = [], []
             # Candidate i is encoded on the CPU while candidate i + 1 renders: PyAV releases the GIL while
-            # x264 and swscale work. Waiting for the previous encode before handing over the next keeps at
-            # most two candidates' frames in memory.
+            # x264 and swscale work. Waiting for the previous encode before taking the next keeps at most two
+            # candidates' frames in memory.
             with ThreadPoolExecutor(max_workers=1) as encoder:
                 encoding = None
-                for i, seed in enumerate(seeds):
-                    frames, rungs = next(renders)
+                for i, (seed, pending) in enumerate(zip(shot_renders.seeds, shot_renders.renders)):
+                    frames, rungs = pending.result()
                     ladder += [f"candidate {i}: {rung}" for rung in rungs]
                     rel = f"{folder}/{i}.mp4"
                     if encoding is not None:
@@ -130,13 +143,13 @@ def render(
             run.write_model(json_rel, ClipCandidates(shot=shot.id, motion=motion.motion, clips=tuple(clips)))
             step.record([*(c.video for c in clips), json_rel], notes=ladder)
         rendered.append(run.read_model(json_rel, ClipCandidates))
-    ctx.progress("animate", len(shots), len(shots))
+    ctx.progress("animate", len(submitted), len(submitted))
     return rendered
 
 
 def render_clip(models: Models, image: Image.Image, prompt: str, motion: Motion, duration_s: float,
                 seed: int) -> tuple[list[Image.Image], list[str]]:
-    """A task (Models.map): one candidate's frames, and the out-of-memory rungs its render took."""
+    """A task (Models.submit): one candidate's frames, and the out-of-memory rungs its render took."""
     animator = models.get("animator")
     return animator.animate(image, prompt, motion, duration_s, seed), animator.take_ladder()
 
