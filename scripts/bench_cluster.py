@@ -1,5 +1,6 @@
 """What the Ray path adds per clip candidate, on one GPU: Ray's start, a worker's start, and each task's dispatch and
-the trip of its frames back to the driver, against the same work done in-process.
+the trip of its frames back to the driver (a render), or out to the worker (its scoring), against the same work
+done in-process.
 
 The task stands in for an SVD render's output: 25 frames of 1024x576 made on the GPU and returned as PIL images
 (44 MB a clip), which is what `animate.render_clip` returns. The model's own time is not in it (16.7 s a clip on
@@ -29,6 +30,9 @@ def clip(seed: int, frames: int = 25, height: int = 576, width: int = 1024) -> l
 class Worker:
     def run(self, seed: int) -> list:
         return clip(seed)
+
+    def score(self, frames: list) -> int:
+        return len(frames)
 
 
 def main() -> None:
@@ -60,12 +64,18 @@ def main() -> None:
         frames = ray.get(worker.run.remote(seed))
         remote.append(time.perf_counter() - t)
     assert len(frames) == 25
+    out = []  # a candidate's decoded frames sent to a worker for its scores
+    for _ in range(args.tasks):
+        t = time.perf_counter()
+        assert ray.get(worker.score.remote(frames)) == 25
+        out.append(time.perf_counter() - t)
     ray.shutdown()
     print(json.dumps({
         "tasks": args.tasks, "ray_start_s": round(ray_start, 2), "worker_start_s": round(worker_start, 2),
         "local_median_s": round(statistics.median(local), 4), "ray_median_s": round(statistics.median(remote), 4),
         "overhead_per_clip_s": round(statistics.median(remote) - statistics.median(local), 4),
         "overhead_share_of_a_16_7_s_clip": round((statistics.median(remote) - statistics.median(local)) / 16.7, 4),
+        "frames_to_worker_median_s": round(statistics.median(out), 4),
     }))
 
 
