@@ -21,7 +21,9 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY animagent ./animagent
 # PyPI's Linux torch wheels are CUDA builds; vLLM stays optional (`animagent[vllm]`, or the compose director).
-RUN pip install --upgrade pip && pip install .
+# EXTRAS picks extras: `--build-arg EXTRAS=ray` for the Ray nodes of docker-compose.ray.yml.
+ARG EXTRAS=""
+RUN pip install --upgrade pip && pip install ".${EXTRAS:+[$EXTRAS]}"
 
 USER animagent
 WORKDIR /runs

@@ -111,3 +111,20 @@ def test_the_workers_start_before_any_work(tiny_all, tmp_path, monkeypatch):
     with pytest.raises(MissingError, match="Ray node 10.0.0.9"):
         make_film(None, profile="tiny", out=tmp_path / "run", overrides=[f"weights.root={tiny_all}"], script=SCRIPT)
     assert not (tmp_path / "run" / "logs" / "events.jsonl").exists()  # no stage began
+
+
+def test_the_ray_compose_file_gives_each_node_its_own_gpu_and_the_same_token():
+    import yaml
+
+    repo = Path(__file__).parents[1]
+    compose = yaml.safe_load((repo / "docker-compose.ray.yml").read_text())
+    nodes = compose["services"]
+    gpus = [d for s in nodes.values() for d in s["deploy"]["resources"]["reservations"]["devices"]]
+    assert sorted(i for d in gpus for i in d["device_ids"]) == ["0", "1"]  # one GPU per node, none shared
+    assert all(s["environment"]["RAY_AUTH_MODE"] == "token" and "ANIMAGENT_RAY_TOKEN" in s["environment"]["RAY_AUTH_TOKEN"]
+               for s in nodes.values())
+    head, worker = nodes["ray-head"]["command"], nodes["ray-worker-1"]["command"]
+    port = head[head.index("--port") + 1]
+    assert worker[worker.index("--address") + 1] == f"ray-head:{port}"
+    assert f"cluster.address=ray-head:{port}" in (repo / "docker-compose.ray.yml").read_text()  # the exec line
+    assert nodes["ray-head"]["build"]["args"]["EXTRAS"] == "ray" and "ARG EXTRAS" in (repo / "Dockerfile").read_text()
