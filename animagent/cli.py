@@ -20,7 +20,7 @@ import time
 import traceback
 import warnings
 from pathlib import Path
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 import typer
 from rich.console import Console
@@ -28,6 +28,9 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from animagent.errors import AnimagentError, InputError
+
+if TYPE_CHECKING:
+    from animagent.config import Config
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Story in, animated film out, on local open models.")
 weights_app = typer.Typer(no_args_is_help=True, help="Fetch real weights or write tiny random ones.")
@@ -551,18 +554,43 @@ def doctor(profile: str = ProfileOpt, dir_: Optional[Path] = DirOpt, set_: list[
         if cfg.director.kind == "vllm" and importlib.util.find_spec("vllm") is None:
             problems += 1
             out.print("  [red]missing[/red]  vllm  fix: pip install 'animagent\\[vllm]'")
-        if cfg.cluster.kind == "ray":  # this machine only: each node of a cluster runs its own doctor
-            from animagent import cluster
-
-            try:
-                cluster.check(cfg)
-            except MissingError as exc:
-                problems += 1
-                out.print(f"  [red]missing[/red]  ray  {escape(str(exc))}", soft_wrap=True)  # [ray] is no markup
+        if cfg.cluster.kind == "ray":
+            problems += _doctor_cluster(cfg)
         if problems:
             raise typer.Exit(4)
 
     _guard(body)
+
+
+def _doctor_cluster(cfg: Config) -> int:
+    """Doctor's Ray lines: Ray installed and its address answering, then every node of the cluster through one
+    worker per GPU (its weights, its GPU's memory against the profile's need). Returns the problems found."""
+    from animagent import cluster
+    from animagent.errors import MissingError, ResourceError
+
+    try:
+        cluster.check(cfg)
+    except MissingError as exc:
+        out.print(f"  [red]missing[/red]  ray  {escape(str(exc))}", soft_wrap=True)  # [ray] is no markup
+        return 1
+    problems = 0
+    with tempfile.TemporaryDirectory() as logs:
+        pool = cluster.RayPool(cfg, Path(logs))
+        try:
+            for n, place in enumerate(pool.survey()):
+                where = f"worker {n} on {place['node']}"
+                gib = f"{place['gpu_memory'] / 2**30:.0f} GiB" if place["gpu_memory"] else "no CUDA GPU seen"
+                try:
+                    if place["missing"] is not None:
+                        raise MissingError(place["missing"])
+                    cluster.check_memory(cfg, place["node"], place["gpu_memory"])
+                    out.print(f"  [green]node[/green]     {where}: weights present, {gib}")
+                except (MissingError, ResourceError) as exc:
+                    problems += 1
+                    out.print(f"  [red]node[/red]     {where}: {escape(str(exc))}", soft_wrap=True)
+        finally:
+            pool.close()
+    return problems
 
 
 if __name__ == "__main__":

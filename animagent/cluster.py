@@ -89,18 +89,19 @@ class Worker:
         self.models = Models(Config.model_validate_json(config_json), Path(logs))  # its `submit` is never called
 
     def where(self) -> dict[str, Any]:
-        """Where this worker runs and its GPU's memory, once its node is known to hold every model the config
-        names."""
+        """Where this worker runs, its GPU's memory, and what its node lacks of the models the config names
+        (`missing`: the message naming them and the fix, or None)."""
         import ray
 
         from animagent.weights import ensure_present
 
-        node = ray.util.get_node_ip_address()
         try:
             ensure_present(self.models.config)
+            missing = None
         except MissingError as exc:
-            raise MissingError(f"Ray node {node}: {exc}") from None
-        return {"pid": os.getpid(), "node": node, "gpus": ray.get_gpu_ids(), "gpu_memory": gpu_memory()}
+            missing = str(exc)
+        return {"pid": os.getpid(), "node": ray.util.get_node_ip_address(), "gpus": ray.get_gpu_ids(),
+                "gpu_memory": gpu_memory(), "missing": missing}
 
     def run(self, fn: Callable[..., Any], args: tuple) -> tuple[Any, float, float]:
         started = time.time()
@@ -204,10 +205,22 @@ class RayPool:
     def start(self) -> None:
         """Connect, start one worker per GPU of the cluster and check each one's node: its weights (exit 4) and its
         GPU's memory (exit 5)."""
+        started = time.perf_counter()
+        places = self.survey()
+        for place in places:
+            if place["missing"] is not None:
+                raise MissingError(f"Ray node {place['node']}: {place['missing']}")
+            check_memory(self.config, place["node"], place["gpu_memory"])
+        for n, place in enumerate(places):
+            self._event("worker", worker=n, **{k: v for k, v in place.items() if k != "missing"})
+        log.info("Ray: %d workers in %.1f s", len(places), time.perf_counter() - started)
+
+    def survey(self) -> list[dict[str, Any]]:
+        """Connect and start one worker per GPU of the cluster; each tells where it runs and what its node lacks
+        (Worker.where). `animagent doctor` shows them; `start` holds the run to them."""
         import ray
 
         cluster = self.config.cluster
-        started = time.perf_counter()
         if not ray.is_initialized():
             if cluster.address == "auto":
                 ray.init(address="local", num_gpus=cluster.gpus, include_dashboard=False, logging_level="WARNING",
@@ -225,15 +238,7 @@ class RayPool:
         config = self.config.model_copy(update={"weights": self.config.weights.model_copy(
             update={"root": str(self.config.weights_root())})})
         self._workers = {n: actor.remote(config.model_dump_json(), str(self.logs)) for n in range(gpus)}
-        try:
-            places = ray.get([w.where.remote() for w in self._workers.values()])
-        except ray.exceptions.RayTaskError as exc:  # a node without the weights, named
-            raise exc.cause from None
-        for place in places:
-            check_memory(self.config, place["node"], place["gpu_memory"])
-        for n, place in enumerate(places):
-            self._event("worker", worker=n, **place)
-        log.info("Ray: %d workers in %.1f s", gpus, time.perf_counter() - started)
+        return ray.get([w.where.remote() for w in self._workers.values()])
 
     def _event(self, kind: str, **fields: Any) -> None:
         self.logs.mkdir(parents=True, exist_ok=True)

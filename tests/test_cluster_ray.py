@@ -135,3 +135,20 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def test_doctor_checks_every_node_of_the_cluster(tiny_all, ray_address, tmp_path):
+    def doctor(root: Path) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "animagent.cli", "doctor", "--profile", "tiny", "--set",
+                               "cluster.kind=ray", "--set", f"cluster.address={ray_address}", "--set",
+                               f"weights.root={root}"], capture_output=True, text=True, env=ENV, timeout=300)
+
+    done = doctor(tiny_all)
+    lines = " ".join(done.stdout.split())
+    assert done.returncode == 0, done.stdout[-800:] + done.stderr[-800:]
+    assert "worker 0 on 127.0.0.1: weights present" in lines and "worker 1 on 127.0.0.1: weights present" in lines
+    empty = tmp_path / "no-weights"
+    empty.mkdir()
+    done = doctor(empty)
+    lines = " ".join(done.stdout.split())
+    assert done.returncode == 4 and "worker 1 on 127.0.0.1:" in lines and "weights make-tiny" in lines, lines[-800:]
