@@ -942,17 +942,8 @@ def phase_graphs(b: Bench) -> dict[str, Any]:
     graphs paint eager's pictures, seed for seed: the largest difference of the denoised latents and of the images.
     A variant that fails keeps the other; a lever this machine cannot run is recorded, not timed."""
     result: dict[str, Any] = {"calls": GRAPH_CALLS}
-    outputs: dict[str, dict[int, tuple[torch.Tensor, np.ndarray]]] = {}
-    for variant in ("eager", "graph"):
-        try:
-            result[variant], outputs[variant] = graphs_variant(b, graph=variant == "graph")
-        except Exception as exc:  # keep the other variant's figures
-            log.exception("graphs variant %s failed", variant)
-            result[variant] = {"error": f"{type(exc).__name__}: {exc}"[:2000]}
-        reset_peak()
-        log.info("graphs %s: %s", variant, result[variant])
-        b.summary["graphs"] = result  # written after each variant: a run cut short keeps the variant done
-        (b.out / "summary.json").write_text(json.dumps(b.summary, indent=2) + "\n")
+    outputs = lever_variants(b, "graphs", result, {"eager": lambda: graphs_variant(b, graph=False),
+                                                  "graph": lambda: graphs_variant(b, graph=True)})
     if outputs.get("eager") and outputs.get("graph"):
         result["graph_vs_eager"] = {}
         for n, (latents, images) in outputs["eager"].items():
@@ -963,6 +954,25 @@ def phase_graphs(b: Bench) -> dict[str, Any]:
                 "images_max_abs_diff": int(np.abs(images.astype(np.int16) - graph_images.astype(np.int16)).max()),
             }
     return result
+
+
+def lever_variants(b: Bench, phase: str, result: dict[str, Any],
+                   variants: dict[str, Callable[[], tuple[dict[str, Any], Any]]]) -> dict[str, Any]:
+    """Each variant's figures into `result[variant]`, in order; returns what each variant made (for comparing them).
+    A variant that fails records its error and keeps the others; the summary is written after each variant, so a
+    run cut short keeps the variants done."""
+    made: dict[str, Any] = {}
+    for variant, run in variants.items():
+        try:
+            result[variant], made[variant] = run()
+        except Exception as exc:  # keep the other variants' figures
+            log.exception("%s variant %s failed", phase, variant)
+            result[variant] = {"error": f"{type(exc).__name__}: {exc}"[:2000]}
+        reset_peak()
+        log.info("%s %s: %s", phase, variant, result[variant])
+        b.summary[phase] = result
+        (b.out / "summary.json").write_text(json.dumps(b.summary, indent=2) + "\n")
+    return made
 
 
 def graphs_variant(b: Bench, graph: bool) -> tuple[dict[str, Any], dict[int, tuple[torch.Tensor, np.ndarray]]]:
@@ -1018,17 +1028,8 @@ def phase_fp8(b: Bench) -> dict[str, Any]:
     how far the FP8 clip is from fp16's for the same seed (mean and largest pixel difference). A variant that fails
     keeps the other; a lever this machine cannot run is recorded, not timed."""
     result: dict[str, Any] = {"clips": FP8_CLIPS}
-    clips: dict[str, np.ndarray | None] = {}
-    for variant in ("fp16", "fp8"):
-        try:
-            result[variant], clips[variant] = fp8_variant(b, fp8=variant == "fp8")
-        except Exception as exc:  # keep the other variant's figures
-            log.exception("fp8 variant %s failed", variant)
-            result[variant] = {"error": f"{type(exc).__name__}: {exc}"[:2000]}
-        reset_peak()
-        log.info("fp8 %s: %s", variant, result[variant])
-        b.summary["fp8"] = result
-        (b.out / "summary.json").write_text(json.dumps(b.summary, indent=2) + "\n")
+    clips = lever_variants(b, "fp8", result, {"fp16": lambda: fp8_variant(b, fp8=False),
+                                              "fp8": lambda: fp8_variant(b, fp8=True)})
     if clips.get("fp16") is not None and clips.get("fp8") is not None:
         diff = np.abs(clips["fp16"].astype(np.int16) - clips["fp8"].astype(np.int16))
         result["fp8_vs_fp16"] = {"mean_abs_diff": round(float(diff.mean()), 3), "max_abs_diff": int(diff.max())}
