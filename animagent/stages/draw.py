@@ -1,4 +1,4 @@
-"""Stage 3, draw: `draw.candidates` keyframe candidates of one shot, in one batch (review.py then picks one).
+"""Stage 4, draw: `draw.candidates` keyframe candidates of one shot, in one batch (review.py then picks one).
 
 Anim-Director's visual-language prompting plus DreamFactory's keyframe iteration. SDXL reads two prompts, each
 through its own text encoder and each cut at 77 tokens, so the text is split: the first prompt carries the style,

@@ -1,5 +1,6 @@
-"""Stage 4b, speak: voices cast for the narrator and the characters, each shot's narration spoken, each shot's
-length fitted to its speech (DreamFactory's speech-centred editing), before animate.
+"""Stage 3, speak: voices cast for the narrator and the characters, each shot's narration spoken, each shot's
+length fitted to its speech (DreamFactory's speech-centred editing), after the cast and before draw: the shots are
+animated at the fitted lengths as soon as their keyframes are accepted.
 
 `cast_voices` asks the director once (task `voice`: voice ids are an enum of the voice model's, characters are
 required keys, each shot's speaker is "narrator" or a character present in it) and returns the script with
