@@ -581,9 +581,7 @@ def _doctor_cluster(cfg: Config) -> int:
                 where = f"worker {n} on {place['node']}"
                 gib = f"{place['gpu_memory'] / 2**30:.0f} GiB" if place["gpu_memory"] else "no CUDA GPU seen"
                 try:
-                    if place["missing"] is not None:
-                        raise MissingError(place["missing"])
-                    cluster.check_memory(cfg, place["node"], place["gpu_memory"])
+                    cluster.check_node(cfg, place)
                     out.print(f"  [green]node[/green]     {where}: weights present, {gib}")
                 except (MissingError, ResourceError) as exc:
                     problems += 1

@@ -80,6 +80,14 @@ def check_memory(config: Config, node: str, total: int | None) -> None:
                         "cluster")
 
 
+def check_node(config: Config, place: dict[str, Any]) -> None:
+    """What stops a worker's node (`Worker.where`) from doing the config's work, raised: a model missing from its
+    disk (MissingError, exit 4) or a GPU below `gpu.min_memory_gb` (ResourceError, exit 5), each naming the node."""
+    if place["missing"] is not None:
+        raise MissingError(f"Ray node {place['node']}: {place['missing']}")
+    check_memory(config, place["node"], place["gpu_memory"])
+
+
 class Worker:
     """One Ray actor on one GPU: the backends it was asked for stay loaded until released."""
 
@@ -208,9 +216,7 @@ class RayPool:
         started = time.perf_counter()
         places = self.survey()
         for place in places:
-            if place["missing"] is not None:
-                raise MissingError(f"Ray node {place['node']}: {place['missing']}")
-            check_memory(self.config, place["node"], place["gpu_memory"])
+            check_node(self.config, place)
         for n, place in enumerate(places):
             self._event("worker", worker=n, **{k: v for k, v in place.items() if k != "missing"})
         log.info("Ray: %d workers in %.1f s", len(places), time.perf_counter() - started)

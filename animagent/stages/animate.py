@@ -109,8 +109,11 @@ def submit(ctx: Context, script: Script, keyframe: Keyframe, motion: MotionChoic
         motion=motion.parameters, seeds=seeds, animator=ctx.models.settings("animator"),
         crf=config.assemble.crf, preset=config.assemble.preset, models=ctx.models.ids("animator"),
     )
-    calls = [(run.read_image(keyframe.image), keyframe.prompt, motion.motion, duration_s, seed) for seed in seeds]
-    return Submitted(shot, motion, seeds, step, ctx.models.submit(render_clip, calls) if step.todo else [])
+    if not step.todo:
+        return Submitted(shot, motion, seeds, step, [])
+    image = run.read_image(keyframe.image)
+    calls = [(image, keyframe.prompt, motion.motion, duration_s, seed) for seed in seeds]
+    return Submitted(shot, motion, seeds, step, ctx.models.submit(render_clip, calls))
 
 
 def render(ctx: Context, submitted: list[Submitted]) -> list[ClipCandidates]:
