@@ -264,6 +264,8 @@ class Bench:
         # A random-weight director writes a free-text field until its bound (the default, 2000 characters, is
         # over a thousand tokens; a real model stops after a sentence): 96 characters give real reply lengths.
         extra = [f"weights.root={self.root}"] + (["device=auto"] if self.tiny else [f"director.max_field_chars={FIELD}"])
+        if self.tiny:  # the bench script is a full-size film: the tiny profile's limits would refuse it
+            extra += [f"limits.{k}={v}" for k, v in load_config("default").limits.model_dump().items()]
         return load_config("tiny" if self.tiny else profile, overrides=[*extra, *overrides])
 
     def folder(self, name: str, config: Config) -> Path:
@@ -354,10 +356,12 @@ def sdpa_backends() -> dict[str, bool]:
 
 def run_film(b: Bench, profile: str, label: str) -> dict[str, Any]:
     """Studio.run() with each pass timed (a Studio whose pass methods time themselves, so the order and the
-    releases are Studio.run's own); the script is given, so planning is skipped and eval is off."""
+    releases are Studio.run's own); the script is given, so planning is skipped; eval and the narration are off."""
     from animagent.studio import SCRIPT, Studio
 
-    config = b.config(profile, "eval.auto=false")
+    # The narration is off: the GPU image has no kokoro or espeak-ng, and speaking is 0.25 s of a film's 15 s of
+    # speech on the H200 (docs/benchmarks.md section 10).
+    config = b.config(profile, "eval.auto=false", "assemble.voice=false")
     stages: dict[str, Any] = {}
 
     def timed(name: str, fn: Callable[[], Any]) -> Any:
@@ -1097,7 +1101,7 @@ def derive(summary: dict[str, Any]) -> dict[str, Any]:
             out[f"clip_{variant}_s"] = summary["fp8"][variant]["clip_s"]["median"]
     if "stages" in film:
         draws = film["stages"]["draw"]["calls"].get("draw", [])
-        clips = film["stages"]["animate"]["calls"].get("animate", [])
+        clips = [c for stage in film["stages"].values() for c in stage["calls"].get("animate", [])]  # render pass
         if len(draws) > 1:
             out["draw_call_s"] = statistics.median(draws[1:])  # config draw.candidates images in one batch
         if len(clips) > 1:
@@ -1159,11 +1163,27 @@ def environment() -> dict[str, Any]:
     return info
 
 
+def first_shots(script: Script, n: int) -> Script:
+    """The script cut to its first `n` shots in film order; scenes left empty go."""
+    if not 1 <= n <= len(script.shots()):
+        raise SystemExit(f"--shots {n}: the script has {len(script.shots())} shots; give 1 to {len(script.shots())}")
+    scenes, left = [], n
+    for scene in script.scenes:
+        if left == 0:
+            break
+        scenes.append(scene.model_copy(update={"shots": scene.shots[:left]}))
+        left -= len(scenes[-1].shots)
+    return Script.model_validate(script.model_copy(update={"scenes": tuple(scenes)}).model_dump())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--weights", type=Path, required=True, help="weights root (make_fullsize.py --root)")
     parser.add_argument("--out", type=Path, required=True, help="folder for summary.json, the log and run folders")
     parser.add_argument("--script", type=Path, default=Path(__file__).with_name("bench_script.json"))
+    parser.add_argument("--shots", type=int, default=None,
+                        help="keep the script's first N shots (every character and setting stays: the cast is the "
+                             "whole film's), for a film and naive pair that fits one lease")
     parser.add_argument("--phases", default=",".join(PHASES), help=f"comma-separated, from: {', '.join(PHASES)}")
     parser.add_argument("--tiny", action="store_true", help="tiny models: check the code paths, not the speed")
     parser.add_argument("--director-variants", default="eager,compiled",
@@ -1190,7 +1210,10 @@ def main() -> None:
         animagent.weights.verify_hashes = lambda root, name: log.info("sha256 of %s not checked (random weights)", name)
     recorder = Recorder()
     instrument(recorder)
-    bench = Bench(root=root, out=args.out.resolve(), script=Script.model_validate_json(args.script.read_text()),
+    script = Script.model_validate_json(args.script.read_text())
+    if args.shots is not None:
+        script = first_shots(script, args.shots)
+    bench = Bench(root=root, out=args.out.resolve(), script=script,
                   tiny=args.tiny, recorder=recorder, summary={},
                   director_variants=[v for v in args.director_variants.split(",") if v],
                   director_calls=args.director_calls)
