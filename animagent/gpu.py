@@ -2,7 +2,8 @@
 
 This module owns the mapping from config (`device`, `dtype`) to torch objects, peak-memory readings for the
 manifest, the retry-on-OOM mechanism the painter and animator use, the checks of the GPU levers a machine may lack
-(`lever_off`), and `CudaGraphs`, which replays a module's forward from captured CUDA graphs. It imports torch lazily.
+(`lever_off`), `HostCopy`, which parks weights in CPU memory, and `CudaGraphs`, which replays a module's forward
+from captured CUDA graphs. It imports torch lazily.
 """
 
 from __future__ import annotations
@@ -164,6 +165,45 @@ class OomLadder:
     def take(self) -> list[str]:
         taken, self.taken = self.taken, []
         return taken
+
+
+class HostCopy:
+    """Parks models' weights in CPU memory and brings them back, keeping the CPU copy once it is made.
+
+    Weights never change, so the copy of a tensor made at its first park (pinned, under CUDA) serves every later
+    park: a later park only lets the GPU tensors go, and the way back copies from pinned memory without staging
+    through pageable memory. The price is host memory: the copy stays while the model is loaded. Tensors are
+    gathered at each park, so weights that arrive later (an adapter) get their copy at their first park."""
+
+    def __init__(self) -> None:
+        self._host: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # id(tensor) -> (tensor, its CPU copy)
+
+    def park(self, modules: list[torch.nn.Module]) -> None:
+        import torch
+
+        pin = torch.cuda.is_available()
+        for tensor in _weights(modules):
+            if id(tensor) not in self._host:
+                copy = tensor.data.to("cpu", copy=True)
+                self._host[id(tensor)] = (tensor, copy.pin_memory() if pin else copy)
+            tensor.data = self._host[id(tensor)][1]
+
+    def unpark(self, modules: list[torch.nn.Module], device: str) -> None:
+        import torch
+
+        for tensor in _weights(modules):
+            tensor.data = self._host[id(tensor)][1].to(device, non_blocking=True)
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()  # the copies are queued; the caller's log times their arrival
+
+
+def _weights(modules: list[torch.nn.Module]) -> list[torch.Tensor]:
+    """Every parameter and buffer of `modules`, once each (pipelines share modules)."""
+    seen: dict[int, torch.Tensor] = {}
+    for module in modules:
+        for tensor in (*module.parameters(), *module.buffers()):
+            seen.setdefault(id(tensor), tensor)
+    return list(seen.values())
 
 
 def lever_off(config: Config, lever: str) -> str | None:

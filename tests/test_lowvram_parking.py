@@ -155,3 +155,27 @@ def test_parking_does_not_change_the_film(parked, tiny_all, tmp_path):
     make_film(None, profile="tiny", out=tmp_path, script=TWO_SHOTS, overrides=[f"weights.root={tiny_all}"])
     plain = RunFolder(tmp_path)
     assert _outputs(plain) == _outputs(run) and "film.mp4" in _outputs(run)
+
+
+def test_the_host_copy_is_made_once_and_covers_weights_that_arrive_later():
+    import torch
+
+    from animagent.gpu import HostCopy
+
+    torch.manual_seed(0)
+    shared = torch.nn.Linear(3, 3)
+    a, b = torch.nn.Sequential(shared, torch.nn.BatchNorm1d(3)), torch.nn.Sequential(shared)  # one module in both
+    before = {name: t.clone() for name, t in a.state_dict().items()}
+    host = HostCopy()
+    host.park([a, b])
+    first = {name: t.data_ptr() for name, t in a.state_dict().items()}
+    assert first["0.weight"] != before["0.weight"].data_ptr()  # parking made a copy
+    host.unpark([a, b], "cpu")
+    host.park([a, b])
+    assert {name: t.data_ptr() for name, t in a.state_dict().items()} == first  # a later park reuses it
+    assert all(torch.equal(t, before[name]) for name, t in a.state_dict().items())
+    host.unpark([a, b], "cpu")
+    a.append(torch.nn.Linear(3, 2))  # e.g. an adapter loaded while awake, after the first park
+    host.park([a, b])
+    assert len(host._host) == len(before) + 2  # shared weights once, the new layer's two tensors added
+    assert a(torch.ones(2, 3)).shape == (2, 2)

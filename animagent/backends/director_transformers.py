@@ -69,6 +69,7 @@ class TransformersDirector(Director):
         started = time.perf_counter()
         self._device = gpu.device(config)
         self._parked = False
+        self._host = gpu.HostCopy()  # the CPU copy of the weights that parking keeps (lowvram)
         self.compiled = config.gpu.compile_director
         self._cache: StaticCache | None = None
         self.model = AutoModelForImageTextToText.from_pretrained(
@@ -193,7 +194,7 @@ class TransformersDirector(Director):
             return
         started = time.perf_counter()
         self._cache = None
-        self.model.to("cpu")
+        self._host.park([self.model])
         gpu.free_memory()
         self._parked = True
         log.info("director parked in CPU memory in %.2f s", time.perf_counter() - started)
@@ -203,7 +204,7 @@ class TransformersDirector(Director):
         if not self._parked:
             return
         started = time.perf_counter()
-        self.model.to(self._device)
+        self._host.unpark([self.model], self._device)
         self._parked = False
         log.info("director back on %s in %.2f s", self._device, time.perf_counter() - started)
 

@@ -75,6 +75,7 @@ class SDXLPainter:
         self._inpaint: StableDiffusionXLInpaintPipeline | None = None
         self._adapter_loaded = False
         self._parked = False
+        self._host = gpu.HostCopy()  # the CPU copy of the weights that parking keeps (lowvram)
         self._offloaded = False  # model CPU offload (an OOM rung) places the modules itself from then on
         log.info("loaded %s + %s in %.1f s", config.painter.model, config.painter.vae,
                  time.perf_counter() - started)
@@ -162,7 +163,7 @@ class SDXLPainter:
         started = time.perf_counter()
         if self._graphs is not None:
             self._graphs.clear()  # they hold the weights' GPU addresses, and their own memory
-        self._pipe.to("cpu", silence_dtype_warnings=True)  # fp16 on the CPU only waits there, it never runs
+        self._host.park(self._modules())  # fp16 on the CPU only waits there, it never runs
         gpu.free_memory()
         self._parked = True
         log.info("painter parked in CPU memory in %.2f s", time.perf_counter() - started)
@@ -171,9 +172,12 @@ class SDXLPainter:
         if not self._parked:
             return
         started = time.perf_counter()
-        self._pipe.to(self._device)
+        self._host.unpark(self._modules(), self._device)
         self._parked = False
         log.info("painter back on %s in %.2f s", self._device, time.perf_counter() - started)
+
+    def _modules(self) -> list[torch.nn.Module]:
+        return [m for m in self._pipe.components.values() if isinstance(m, torch.nn.Module)]
 
     def close(self) -> None:
         if self._graphs is not None:
