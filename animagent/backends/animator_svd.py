@@ -125,15 +125,17 @@ class SVDAnimator:
 
 
 def quantize_fp8(unet) -> None:
-    """Every linear layer of the UNet in FP8 (e4m3), weights per output row, activations per token, scaled at run
-    time (torchao's float8 dynamic quantization): half the bytes and twice the tensor-core rate of fp16 for the
-    attention projections and feed-forwards, at the cost of the clips no longer being fp16's."""
-    from torchao.quantization import Float8DynamicActivationFloat8WeightConfig, PerRow, quantize_
+    """Every linear layer of the UNet in FP8 (e4m3), activations scaled at run time (torchao's float8 dynamic
+    quantization): half the bytes and twice the tensor-core rate of fp16 for the attention projections and
+    feed-forwards, at the cost of the clips no longer being fp16's. Scales per output row and per token need bf16
+    weights (torchao's row-wise kernel); an fp16 UNet, the profiles' dtype, is scaled per tensor."""
+    from torchao.quantization import Float8DynamicActivationFloat8WeightConfig, PerRow, PerTensor, quantize_
 
     started = time.perf_counter()
+    granularity = PerRow() if unet.dtype == torch.bfloat16 else PerTensor()
     # set_inductor_config=False: torchao's inductor settings (coordinate-descent tuning) would lengthen the compile
     # that the first clip of every film pays (gpu.compile_animator).
-    quantize_(unet, Float8DynamicActivationFloat8WeightConfig(granularity=PerRow(), set_inductor_config=False))
+    quantize_(unet, Float8DynamicActivationFloat8WeightConfig(granularity=granularity, set_inductor_config=False))
     log.info("the animator's linear layers quantized to FP8 in %.1f s", time.perf_counter() - started)
 
 
