@@ -234,3 +234,22 @@ def test_fp8_enters_the_animate_step_key_only_where_it_runs(monkeypatch):
     monkeypatch.setattr(gpu, "lever_off", lambda config, lever: None)  # a GPU with FP8 matmuls and torchao
     assert Models(fast, Path(".")).settings("animator")["fp8"] is True
     assert "fp8" not in Models(default, Path(".")).settings("animator")  # keys of runs without FP8 unchanged
+
+
+@pytest.mark.parametrize(("dtype", "granularity"), [("float16", "PerTensor"), ("bfloat16", "PerRow")])
+def test_fp8_scales_per_tensor_for_fp16_and_per_row_for_bf16(monkeypatch, dtype, granularity):
+    """torchao's row-wise FP8 asserts bf16 weights; the profiles' fp16 SVD stopped at its load on an H100."""
+    import sys
+    import types
+
+    from animagent.backends.animator_svd import quantize_fp8
+
+    asked = []
+    fake = types.ModuleType("torchao.quantization")
+    fake.PerRow, fake.PerTensor = type("PerRow", (), {}), type("PerTensor", (), {})
+    fake.Float8DynamicActivationFloat8WeightConfig = lambda granularity, set_inductor_config: granularity
+    fake.quantize_ = lambda module, config: asked.append(type(config).__name__)
+    monkeypatch.setitem(sys.modules, "torchao", types.ModuleType("torchao"))
+    monkeypatch.setitem(sys.modules, "torchao.quantization", fake)
+    quantize_fp8(types.SimpleNamespace(dtype=getattr(torch, dtype)))  # a UNet, as far as the choice looks
+    assert asked == [granularity]
