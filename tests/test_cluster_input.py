@@ -128,3 +128,17 @@ def test_the_ray_compose_file_gives_each_node_its_own_gpu_and_the_same_token():
     assert worker[worker.index("--address") + 1] == f"ray-head:{port}"
     assert f"cluster.address=ray-head:{port}" in (repo / "docker-compose.ray.yml").read_text()  # the exec line
     assert nodes["ray-head"]["build"]["args"]["EXTRAS"] == "ray" and "ARG EXTRAS" in (repo / "Dockerfile").read_text()
+
+
+def test_every_animagent_container_keeps_the_compile_cache_on_the_cache_volume():
+    """The inductor cache defaults to /tmp, which dies with a container: every film would compile afresh."""
+    import yaml
+
+    repo = Path(__file__).parents[1]
+    dockerfile = (repo / "Dockerfile").read_text()
+    assert "TORCHINDUCTOR_CACHE_DIR=/cache/" in dockerfile and '"/cache"' in dockerfile
+    services = {**yaml.safe_load((repo / "docker-compose.yml").read_text())["services"],
+                **yaml.safe_load((repo / "docker-compose.ray.yml").read_text())["services"]}
+    ours = [name for name, s in services.items() if s.get("image") == "animagent" or "build" in s]
+    assert sorted(ours) == ["animagent", "ray-head", "ray-worker-1"]
+    assert all("cache:/cache" in services[name]["volumes"] for name in ours)
