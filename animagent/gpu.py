@@ -184,8 +184,8 @@ class HostCopy:
         pin = torch.cuda.is_available()
         for tensor in _weights(modules):
             if id(tensor) not in self._host:
-                copy = tensor.data.to("cpu", copy=True)
-                self._host[id(tensor)] = (tensor, copy.pin_memory() if pin else copy)
+                copy = torch.empty_like(tensor.data, device="cpu", pin_memory=pin).copy_(tensor.data)
+                self._host[id(tensor)] = (tensor, copy)
             tensor.data = self._host[id(tensor)][1]
 
     def unpark(self, modules: list[torch.nn.Module], device: str) -> None:
