@@ -22,6 +22,9 @@ memory are real, pictures are noise). Phases (`--phases` picks some, run in the 
              CUDA graphs, median and spread over 10 draws each, and whether the graphs paint eager's pictures
   fp8        gpu.fp8_animator: one clip at the default profile's size, fp16 vs FP8 (torchao), compiled as the
              profile says, median of 3 clips each, peak memory, and how far the FP8 clip is from fp16's
+  wan        the wan profile (Wan2.2-TI2V-5B animator; its weights from scripts/bench_wan.py --phases build) on the
+             same script with one clip candidate a shot (three would not fit a lease: 24 x 72 s); compare its
+             animate stage with the pipeline phase's
 
 GPU time is the union of the kernels' busy intervals from CUPTI (torch.profiler, CUDA activity only); time
 outside model kernels = stage wall - model loading - kernel time. Writes <out>/summary.json after every phase
@@ -63,7 +66,7 @@ from animagent.weights import model_dir
 
 log = logging.getLogger("bench")
 
-PHASES = ("reference", "pipeline", "naive", "director", "lowvram", "levers", "fast", "attention", "graphs", "fp8")
+PHASES = ("reference", "pipeline", "naive", "director", "lowvram", "levers", "fast", "attention", "graphs", "fp8", "wan")
 GB = 1e9
 FIELD = 96  # characters of director free text with random weights (see Bench.config)
 CALLS = ("sketch", "draw", "repair", "animate", "director")  # the backend calls timed one by one
@@ -213,6 +216,7 @@ class Recorder:
 
 def instrument(recorder: Recorder) -> None:
     from animagent.backends.animator_svd import SVDAnimator
+    from animagent.backends.animator_wan import WanAnimator
     from animagent.backends.director_transformers import TransformersDirector
     from animagent.backends.embedder import ClipEmbedder
     from animagent.backends.embedder_dino import DinoEmbedder
@@ -229,6 +233,8 @@ def instrument(recorder: Recorder) -> None:
     recorder.wrap(SDXLPainter, "sketch", "sketch")
     recorder.wrap(SDXLPainter, "draw", "draw")
     recorder.wrap(SVDAnimator, "animate", "animate")
+    recorder.wrap(WanAnimator, "__init__", "load:animator", load=True)
+    recorder.wrap(WanAnimator, "animate", "animate")
     recorder.wrap(SDXLPainter, "repair", "repair")
     recorder.wrap(TransformersDirector, "_complete", "director")
 
@@ -354,14 +360,14 @@ def sdpa_backends() -> dict[str, bool]:
             "cudnn": b.cudnn_sdp_enabled(), "math": b.math_sdp_enabled()}
 
 
-def run_film(b: Bench, profile: str, label: str) -> dict[str, Any]:
+def run_film(b: Bench, profile: str, label: str, *overrides: str) -> dict[str, Any]:
     """Studio.run() with each pass timed (a Studio whose pass methods time themselves, so the order and the
     releases are Studio.run's own); the script is given, so planning is skipped; eval and the narration are off."""
     from animagent.studio import SCRIPT, Studio
 
     # The narration is off: the GPU image has no kokoro or espeak-ng, and speaking is 0.25 s of a film's 15 s of
     # speech on the H200 (docs/benchmarks.md section 10).
-    config = b.config(profile, "eval.auto=false", "assemble.voice=false")
+    config = b.config(profile, "eval.auto=false", "assemble.voice=false", *overrides)
     stages: dict[str, Any] = {}
 
     def timed(name: str, fn: Callable[[], Any]) -> Any:
@@ -430,6 +436,14 @@ def phase_lowvram(b: Bench) -> dict[str, Any]:
 
 def phase_fast(b: Bench) -> dict[str, Any]:
     return run_film(b, "fast", "fast")
+
+
+def phase_wan(b: Bench) -> dict[str, Any]:
+    overrides = ["animator.candidates=1", "animator.top_k=1"]
+    if b.tiny:  # the tiny profile animates with SVD: name the tiny Wan and a size it can draw
+        overrides += ["animator.kind=wan", "animator.width=128",
+                      "animator.height=96", "animator.steps=2"]
+    return run_film(b, "wan", "wan", *overrides)
 
 
 def phase_naive(b: Bench) -> dict[str, Any]:
@@ -1230,7 +1244,8 @@ def main() -> None:
     )
     runners = {"reference": phase_reference, "pipeline": phase_pipeline, "naive": phase_naive,
                "director": phase_director, "lowvram": phase_lowvram, "levers": phase_levers, "fast": phase_fast,
-               "attention": phase_attention, "graphs": phase_graphs, "fp8": phase_fp8}
+               "attention": phase_attention, "graphs": phase_graphs, "fp8": phase_fp8,
+               "wan": phase_wan}
     for phase in phases:  # in the order given
         log.info("phase %s", phase)
         began = time.perf_counter()

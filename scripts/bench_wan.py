@@ -197,7 +197,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     root = args.weights.resolve()
     if args.tiny:
-        overrides = ["animator.kind=wan", "animator.model=wan2_2_ti2v_5b", "animator.width=128",
+        overrides = ["animator.kind=wan", "animator.width=128",
                      "animator.height=96", "animator.steps=2"]
         config = load_config("tiny", overrides=[f"weights.root={root}", *overrides])
         durations = (0.3, 0.5)
