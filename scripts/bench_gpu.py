@@ -1040,7 +1040,7 @@ def graphs_variant(b: Bench, graph: bool) -> tuple[dict[str, Any], dict[int, tup
 
 
 def phase_fp8(b: Bench) -> dict[str, Any]:
-    """gpu.fp8_animator: one SVD clip at the default profile's size and steps, fp16 and then FP8 (torchao), with
+    """gpu.fp8_animator: one SVD clip at the default profile's size and steps, FP8 (torchao) and then fp16, with
     gpu.compile_animator as the profile has it. Per variant: the load (quantizing included), the first clip apart
     (it compiles; run at 2 steps, the same shapes), FP8_CLIPS timed clips (median and spread), peak memory. Then
     how far the FP8 clip is from fp16's for the same seed (mean and largest pixel difference). A variant that fails
