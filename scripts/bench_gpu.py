@@ -66,7 +66,8 @@ from animagent.weights import model_dir
 
 log = logging.getLogger("bench")
 
-PHASES = ("reference", "pipeline", "naive", "director", "lowvram", "levers", "fast", "attention", "graphs", "fp8", "wan")
+PHASES = ("reference", "pipeline", "naive", "director", "lowvram", "levers", "fast", "attention", "graphs", "fp8",
+          "wan")
 GB = 1e9
 FIELD = 96  # characters of director free text with random weights (see Bench.config)
 CALLS = ("sketch", "draw", "repair", "animate", "director")  # the backend calls timed one by one
@@ -1245,8 +1246,7 @@ def main() -> None:
     )
     runners = {"reference": phase_reference, "pipeline": phase_pipeline, "naive": phase_naive,
                "director": phase_director, "lowvram": phase_lowvram, "levers": phase_levers, "fast": phase_fast,
-               "attention": phase_attention, "graphs": phase_graphs, "fp8": phase_fp8,
-               "wan": phase_wan}
+               "attention": phase_attention, "graphs": phase_graphs, "fp8": phase_fp8, "wan": phase_wan}
     for phase in phases:  # in the order given
         log.info("phase %s", phase)
         began = time.perf_counter()
